@@ -1,0 +1,28 @@
+"""Shared test fixtures."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def shared_data_dir() -> Path | None:
+    """``$MICROSEG_DATA`` or ``../shared/data`` beside the repository, if present."""
+    env = os.environ.get("MICROSEG_DATA")
+    for cand in ([Path(env)] if env else []) + [ROOT.parent / "shared" / "data"]:
+        if cand.is_dir():
+            return cand
+    return None
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    """Path of the shared public datasets; skips the test when they are absent."""
+    path = shared_data_dir()
+    if path is None:
+        pytest.skip("../shared/data is absent (public datasets are not part of a clone)")
+    return path
