@@ -1,0 +1,137 @@
+"""The ``microseg`` command line: the same engine as the app, for scripts and batch jobs.
+
+Progress goes to stderr. Errors: one sentence on stderr; exit status 2 for bad
+input or arguments, 1 for anything else.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from microseg import __version__
+from microseg.errors import InputError
+
+EPILOG = """\
+label conventions:
+  strokes (--labels)  0 = unlabelled, k = class k (1..K). nuclei: 1 background, 2 nucleus,
+                      3 border (optional); grains: 1 grain interior, 2 grain boundary
+  masks (--masks)     nuclei: instance labels (0 = background); grains: nonzero = boundary
+  outputs             class maps 1..K; instance/grain labels 0 = background/boundary, 1..N objects
+                      (uint16, uint32 when N > 65535)
+exit status: 0 success, 2 bad input or arguments, 1 anything else
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # exit 2 with one sentence
+        self.print_usage(sys.stderr)
+        print(f"microseg: error: {message}", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def progress(msg: str) -> None:
+    """Write one progress line to stderr."""
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="microseg",
+        description="AI segmentation for microscopy: train a random forest or a U-Net from "
+        "strokes or masks, segment nuclei and grains, measure and track.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--version", action="version", version=f"microseg {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    t = sub.add_parser("train", help="train a model from images and strokes or dense masks")
+    t.add_argument("--method", choices=["rf", "unet"], required=True)
+    t.add_argument("--task", choices=["nuclei", "grains", "semantic"], required=True)
+    t.add_argument("--out", required=True, type=Path, help="model file to write (.safetensors)")
+    t.add_argument("--images", nargs="+", required=True, type=Path)
+    g = t.add_mutually_exclusive_group(required=True)
+    g.add_argument("--labels", nargs="+", type=Path, help="stroke label images, one per image")
+    g.add_argument("--masks", nargs="+", type=Path, help="dense ground-truth masks, one per image")
+    t.add_argument("--classes", help="comma-separated class names (semantic task)")
+    t.add_argument(
+        "--init",
+        default=None,
+        help="unet start: MODEL file, builtin:NAME, or none (default: the task's built-in model)",
+    )
+    t.add_argument("--seconds", type=float, default=120.0, help="unet training budget (s)")
+    t.add_argument("--seed", type=int, default=0)
+
+    pr = sub.add_parser("predict", help="class maps (and probabilities) for images")
+    pr.add_argument("--model", required=True, help="MODEL file or builtin:NAME")
+    pr.add_argument("--out", required=True, type=Path)
+    pr.add_argument("--probabilities", action="store_true", help="also write <stem>_probs.tif")
+    pr.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
+
+    n = sub.add_parser("nuclei", help="nuclei instances, measurements and (optional) tracks")
+    n.add_argument("--model", required=True, help="MODEL file or builtin:nuclei")
+    n.add_argument("--out", required=True, type=Path)
+    n.add_argument("--pixel-size", type=float, default=None, help="µm per pixel")
+    n.add_argument("--channel", type=int, default=None, help="channel to segment (0-based)")
+    n.add_argument("--track", action="store_true", help="link nuclei across frames")
+    n.add_argument("images", nargs="+", type=Path, metavar="IMAGE_OR_STACK")
+
+    gr = sub.add_parser("grains", help="grain maps, grain tables and ASTM E112 grain size")
+    gr.add_argument("--model", required=True, help="MODEL file or builtin:grains")
+    gr.add_argument("--out", required=True, type=Path)
+    gr.add_argument("--pixel-size", type=float, default=None, help="µm per pixel")
+    gr.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
+
+    b = sub.add_parser("batch", help="run nuclei, grains or predict over many inputs")
+    b.add_argument("--model", required=True)
+    b.add_argument("--task", choices=["nuclei", "grains", "semantic"], required=True)
+    b.add_argument("--out", required=True, type=Path)
+    b.add_argument("--pixel-size", type=float, default=None)
+    b.add_argument("--scheduler", default=None, help="Dask scheduler address tcp://HOST:PORT")
+    b.add_argument("inputs", nargs="+", metavar="INPUT", help="files, folders or globs")
+
+    s = sub.add_parser(
+        "synth",
+        help="write a seeded synthetic sample with exact ground truth",
+        description="grains: DIR/image.tif, DIR/grain_labels.tif (0 = boundary), "
+        "DIR/boundaries.tif (255 = boundary), DIR/truth.json. nuclei-series: DIR/image.tif "
+        "(T,Y,X), DIR/labels.tif (T,Y,X, label = track id), DIR/man_track.txt (CTC L B E P), "
+        "DIR/truth.json.",
+    )
+    s.add_argument("--kind", choices=["grains", "nuclei-series"], required=True)
+    s.add_argument("--out", required=True, type=Path)
+    s.add_argument("--seed", type=int, default=0)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    from microseg.commands import get_command
+
+    handler = get_command(args.command)
+    start = time.perf_counter()
+    try:
+        result = handler(args, progress)
+    except InputError as exc:
+        print(f"microseg: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("microseg: interrupted.", file=sys.stderr)
+        return 1
+    except Exception as exc:  # noqa: BLE001 - one sentence, never a traceback
+        print(f"microseg: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    progress(f"done in {time.perf_counter() - start:.1f} s")
+    if result:
+        print(json.dumps(result, indent=1, default=str))
+    return 0

@@ -1,0 +1,1 @@
+"""Streamlit-side code shared by the pages: session state, loading, rendering."""

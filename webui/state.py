@@ -1,0 +1,149 @@
+"""The one owner of Streamlit session state.
+
+Every key the app uses is declared here with its default and initialised once
+per session by :func:`init_state`. Pages read and write state through these
+helpers only, so a persistent workspace can back it later.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import numpy as np
+import streamlit as st
+
+from microseg.image import MicroImage
+from microseg.tasks import task_spec
+
+DEFAULTS: dict[str, Any] = {
+    "image": None,  # MicroImage being worked on
+    "image_id": None,  # changes whenever a new image is loaded
+    "image_source": None,  # dict: kind ("sample"|"upload"), name, citation, licence
+    "ground_truth": {},  # name -> ndarray (from samples with ground truth)
+    "pixel_size_override": None,  # µm per pixel typed in by the user
+    "task": "nuclei",
+    "classes": None,  # list of {"name": str, "colour": "#rrggbb"}; None -> task defaults
+    "strokes": {},  # (image_id, t) -> uint8 stroke image (0 unlabelled, k class k)
+    "stroke_undo": [],  # previous stroke images for undo
+    "models": {},  # "classical" / "deep" -> Segmenter
+    "predictions": {},  # (model name, image_id, t) -> (K, Y, X) float32 probabilities
+    "training_job": None,  # background U-Net training
+    "nuclei_result": None,
+    "grain_result": None,
+    "compare_result": None,
+    "nuclei_ui": {},  # free-form state of the Nuclei page (selections, edits)
+    "grains_ui": {},  # free-form state of the Grains and ML-vs-DL pages
+    "canvas_gen": 0,  # bumped to remount the canvas after strokes change outside it
+    "canvas_base": {},  # canvas key -> strokes of the region when the canvas was created
+    "feature_cache": {},  # (image_id, t, feature key) -> (F, Y, X) float32 features
+    "live_update": True,
+    "view": {"t": 0, "z": 0, "channel": None, "low": 0.5, "high": 99.8},
+    "load_error": None,
+}
+
+
+def init_state() -> None:
+    """Create every session key with its default (once per session)."""
+    for key, value in DEFAULTS.items():
+        if key not in st.session_state:
+            st.session_state[key] = _copy(value)
+    if st.session_state["classes"] is None:
+        reset_classes(st.session_state["task"])
+
+
+def _copy(value: Any) -> Any:
+    if isinstance(value, dict):
+        return dict(value)
+    if isinstance(value, list):
+        return list(value)
+    return value
+
+
+def get(key: str) -> Any:
+    """Read a state value (initialising the session if needed)."""
+    if key not in st.session_state:
+        init_state()
+    return st.session_state[key]
+
+
+def put(key: str, value: Any) -> None:
+    """Write a state value; unknown keys are a programming error."""
+    if key not in DEFAULTS:
+        raise KeyError(f"unknown session key {key!r}")
+    st.session_state[key] = value
+
+
+def reset_classes(task: str) -> None:
+    """Set the class list to the task's defaults."""
+    spec = task_spec(task)
+    st.session_state["classes"] = [
+        {"name": n, "colour": c} for n, c in zip(spec.classes, spec.colours, strict=True)
+    ]
+
+
+def set_image(image: MicroImage, source: dict, ground_truth: dict | None = None) -> None:
+    """Make ``image`` the current image; results of the previous image are dropped."""
+    digest = hashlib.sha1(
+        np.ascontiguousarray(image.data[0, 0, 0, ::7, ::7]).tobytes()
+        + repr((image.name, image.data.shape, str(image.dtype))).encode()
+    ).hexdigest()[:12]
+    st.session_state["image"] = image
+    st.session_state["image_id"] = digest
+    st.session_state["image_source"] = source
+    st.session_state["ground_truth"] = ground_truth or {}
+    st.session_state["pixel_size_override"] = None
+    st.session_state["predictions"] = {}
+    st.session_state["feature_cache"] = {}
+    st.session_state["canvas_base"] = {}
+    st.session_state["nuclei_result"] = None
+    st.session_state["grain_result"] = None
+    st.session_state["compare_result"] = None
+    st.session_state["nuclei_ui"] = {}
+    st.session_state["grains_ui"] = {}
+    st.session_state["stroke_undo"] = []
+    view = dict(DEFAULTS["view"])
+    st.session_state["view"] = view
+    st.session_state["load_error"] = None
+
+
+def pixel_size() -> float | None:
+    """Pixel size in µm: typed-in value first, then the image's metadata."""
+    override = get("pixel_size_override")
+    if override:
+        return float(override)
+    image = get("image")
+    return image.pixel_size_um if image is not None else None
+
+
+def strokes_for(t: int = 0) -> np.ndarray | None:
+    """Stroke image of frame ``t`` of the current image (None when nothing painted)."""
+    return get("strokes").get((get("image_id"), t))
+
+
+def set_strokes(t: int, strokes: np.ndarray | None, remember: bool = True) -> None:
+    """Replace the strokes of frame ``t``; the previous ones go on the undo stack."""
+    key = (get("image_id"), t)
+    store = get("strokes")
+    if remember:
+        undo = get("stroke_undo")
+        undo.append((key, store.get(key)))
+        del undo[:-20]
+    if strokes is None or not strokes.any():
+        store.pop(key, None)
+    else:
+        store[key] = strokes
+
+
+def undo_strokes() -> bool:
+    """Restore the strokes before the last change; False when there is nothing to undo."""
+    undo = get("stroke_undo")
+    if not undo:
+        return False
+    key, previous = undo.pop()
+    store = get("strokes")
+    if previous is None:
+        store.pop(key, None)
+    else:
+        store[key] = previous
+    return True

@@ -1,0 +1,68 @@
+"""Widgets several pages share: frame/slice/channel pickers, zoom, pixel size."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from microseg.image import MicroImage
+from webui import state
+
+
+def frame_controls(image: MicroImage, key: str) -> tuple[int, int | str, int | None]:
+    """Frame, slice (or max projection) and channel pickers; returns (t, z, channel)."""
+    t = 0
+    z: int | str = 0
+    channel = None
+    if image.n_frames > 1:
+        t = st.slider("Frame", 0, image.n_frames - 1, 0, key=f"{key}_t")
+    if image.n_slices > 1:
+        if st.checkbox("Maximum projection over z", key=f"{key}_maxz"):
+            z = "max"
+        else:
+            z = st.slider("Slice (z)", 0, image.n_slices - 1, 0, key=f"{key}_z")
+    if image.n_channels > 1:
+        options = ["composite"] + list(range(image.n_channels))
+        pick = st.selectbox(
+            "Channel",
+            options,
+            format_func=lambda c: c if c == "composite" else image.channel_names[c],
+            key=f"{key}_c",
+        )
+        channel = None if pick == "composite" else int(pick)
+    return t, z, channel
+
+
+def zoom_controls(shape_yx: tuple[int, int], key: str) -> tuple[int, int, int, int]:
+    """Pick a region of a large image; returns (y0, y1, x0, x1) in image pixels."""
+    h, w = shape_yx
+    if max(h, w) <= 1024:
+        return 0, h, 0, w
+    with st.expander("Zoom to a region", expanded=False):
+        size = st.select_slider(
+            "Region size (px)", [256, 512, 1024, max(h, w)], value=max(h, w), key=f"{key}_size"
+        )
+        cy = st.slider("Centre y", 0, h - 1, h // 2, key=f"{key}_cy")
+        cx = st.slider("Centre x", 0, w - 1, w // 2, key=f"{key}_cx")
+    y0 = int(min(max(cy - size // 2, 0), max(h - size, 0)))
+    x0 = int(min(max(cx - size // 2, 0), max(w - size, 0)))
+    return y0, min(y0 + size, h), x0, min(x0 + size, w)
+
+
+def pixel_size_input(image: MicroImage) -> None:
+    """Show the pixel size from metadata and let the user type one in."""
+    st.subheader("Pixel size")
+    meta = image.pixel_size_um
+    src = image.metadata.get("pixel_size_source") if image.metadata else None
+    if meta:
+        st.caption(f"From metadata ({src or 'file'}): {meta:.4g} µm/px")
+    else:
+        st.caption("No pixel size in the file's metadata.")
+    value = st.number_input(
+        "Pixel size (µm/px), 0 = use metadata",
+        min_value=0.0,
+        value=float(state.get("pixel_size_override") or 0.0),
+        step=0.01,
+        format="%.4f",
+        key="pixel_size_widget",
+    )
+    state.put("pixel_size_override", value or None)
