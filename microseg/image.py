@@ -42,9 +42,7 @@ class MicroImage:
 
     def __post_init__(self) -> None:
         if self.data.ndim != 5:
-            raise InputError(
-                f"An image must have 5 axes (TZCYX) in memory, got {self.data.ndim}."
-            )
+            raise InputError(f"An image must have 5 axes (TZCYX) in memory, got {self.data.ndim}.")
         if not self.channel_names:
             self.channel_names = [f"channel {i}" for i in range(self.n_channels)]
 

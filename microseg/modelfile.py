@@ -62,7 +62,9 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
         header = json.loads(raw)
         return json.loads(header["__metadata__"]["microseg"])
     except (KeyError, TypeError, json.JSONDecodeError) as exc:
-        raise ModelFileError(f"{path.name} is a safetensors file but not a microseg model.") from exc
+        raise ModelFileError(
+            f"{path.name} is a safetensors file but not a microseg model."
+        ) from exc
 
 
 def load_model(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:

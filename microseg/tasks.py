@@ -39,6 +39,4 @@ def task_spec(task: str) -> TaskSpec:
     try:
         return TASKS[task]
     except KeyError:
-        raise InputError(
-            f"Unknown task '{task}'; choose one of {', '.join(TASKS)}."
-        ) from None
+        raise InputError(f"Unknown task '{task}'; choose one of {', '.join(TASKS)}.") from None
