@@ -9,7 +9,9 @@ from webui import state
 
 def page_setup(title: str) -> None:
     """Configure the page, initialise session state and draw the shared sidebar."""
-    st.set_page_config(page_title=f"{title} · microseg", page_icon="🔬", layout="wide")
+    st.set_page_config(
+        page_title=f"{title} · microseg", page_icon=":material/biotech:", layout="wide"
+    )
     state.init_state()
     image = state.get("image")
     with st.sidebar:
@@ -27,6 +29,6 @@ def require_image():
     image = state.get("image")
     if image is None:
         st.info("Open a sample or upload an image on the home page first.")
-        st.page_link("app.py", label="Go to the home page", icon="🏠")
+        st.page_link("pages/0_Home.py", label="Go to the home page", icon=":material/home:")
         st.stop()
     return image

@@ -1,0 +1,72 @@
+"""Home: what the app does, the sample gallery and upload."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from webui import loading, state
+from webui.layout import page_setup
+
+page_setup("microseg")
+st.title("microseg")
+st.markdown(
+    "Segment micrographs in the browser: paint a few strokes per class, train a model on "
+    "this computer, and measure what you came for: **nuclei** counts, sizes and tracks "
+    "over time, or **grain-size distributions** with the ASTM E112 grain number."
+)
+col_ml, col_dl = st.columns(2)
+col_ml.markdown(
+    "**Classical machine learning**: a random forest on engineered multi-scale filters "
+    "(Gaussian, Laplacian of Gaussian, gradient magnitude, difference of Gaussians, "
+    "structure tensor and Hessian eigenvalues). Trains in a second from few strokes; "
+    "struggles where classes differ by texture rather than by local intensity."
+)
+col_dl.markdown(
+    "**Deep learning**: a U-Net that learns its own features from the raw pixels. "
+    "Starts from a built-in model and fine-tunes on your strokes; better on faint "
+    "boundaries and drifting brightness, at the cost of longer training."
+)
+st.markdown(
+    "Next: [view the image](/Image) · [annotate and train](/Annotate) · "
+    "[inside the network](/Inside_the_network) · [nuclei](/Nuclei) · [grains](/Grains) · "
+    "[ML vs DL](/ML_vs_DL)"
+)
+
+st.header("Open an image")
+tab_gallery, tab_upload = st.tabs(["Sample gallery", "Upload"])
+with tab_gallery:
+    catalogue = loading.sample_catalogue()
+    cols = st.columns(3)
+    for i, sample in enumerate(catalogue):
+        with cols[i % 3].container(border=True):
+            st.markdown(f"**{sample['title']}**")
+            st.caption(sample["description"])
+            st.caption(f"Source: {sample['source']} · Licence: {sample['licence']}")
+            if st.button("Open", key=f"open_{sample['key']}", width="stretch"):
+                if loading.load_sample_into_state(sample["key"]):
+                    st.session_state["opened_message"] = f"Opened sample: {sample['title']}"
+                st.rerun()
+with tab_upload:
+    from microseg.io import supported_suffixes
+
+    up = st.file_uploader(
+        "PNG, JPEG, TIFF / OME-TIFF / ImageJ stacks (8/16/32-bit, float), CZI",
+        type=[s.lstrip(".") for s in supported_suffixes()],
+        key="upload",
+    )
+    if up is not None and st.session_state.get("last_upload") != (up.name, up.size):
+        st.session_state["last_upload"] = (up.name, up.size)
+        if loading.load_upload_into_state(up.name, up.getvalue()):
+            st.session_state["opened_message"] = f"Opened upload: {up.name}"
+        st.rerun()
+
+error = state.get("load_error")
+if error:
+    st.error(error)
+image = state.get("image")
+if image is not None and not error:
+    st.success(st.session_state.get("opened_message", f"Current image: {image.name}"))
+    from webui.render import image_info, show_plane
+
+    show_plane(image, t=0, width=420)
+    st.markdown(image_info(image, state.pixel_size()))
