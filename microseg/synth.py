@@ -496,7 +496,7 @@ def synth_nuclei_series(
             j = nuc.add(p, nuc.rows[i]["vel"], 0)
             d = 0.92 * (nuc.rows[i]["r_eq"] + nuc.rows[j]["r_eq"])
             nuc.rows[j]["pos"] = p + d * np.array([np.sin(ang), np.cos(ang)])
-            _pair(nuc, i, j, int(rng.integers(40, 4 * n_frames)))
+            _pair(nuc, i, j, int(rng.integers(40, max(41, 4 * n_frames))))
 
     excitation = _drift_curve(rng, n_frames, drift, bleach)
     signal = np.zeros((n_frames, h, w), np.float32)
