@@ -1,0 +1,308 @@
+"""Train the built-in models on the public data in ``../shared/data``.
+
+Usage::
+
+    python -m microseg.zoo train nuclei --minutes 40 [--resume] [--data DIR] [--threads 1]
+    python -m microseg.zoo train grains --minutes 30 [--resume]
+
+nuclei: Data Science Bowl 2018 stage-1 training images (``nuclei/dsb2018_train``),
+grey, with instance labels converted to background / nucleus / border. Images are
+sorted by id; every 10th (index % 10 == 0) is held out for evaluation and never
+used, every 20th from index 5 (index % 20 == 5) selects the best model and is not
+trained on. grains: ``grains/tbm`` tiles of micrographs 10-17 (micrographs 18-20
+and ``nist_steel`` are kept for evaluation), one tile per micrograph (the first by
+sorted name) selects the best model; plus 8 ``microseg.synth`` grain images.
+
+The run checkpoints every minute to ``checkpoints/NAME.pt`` (and the best model so
+far to ``checkpoints/NAME_best.safetensors``); ``--resume`` continues from the
+checkpoint and ``--minutes`` is the total training time across resumed runs. The
+final weights go to ``microseg/zoo/weights/NAME.safetensors``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from microseg.zoo import BUILTINS, WEIGHTS_DIR
+
+REPO = Path(__file__).resolve().parents[2]
+ARCH = {"depth": 4, "base": 8, "norm": "batch"}
+
+
+def default_data_dir() -> Path:
+    """``../shared/data`` beside the repository."""
+    return REPO.parent / "shared" / "data"
+
+
+def _grey(img: np.ndarray) -> np.ndarray:
+    if img.ndim == 3:
+        return img[..., :3].astype(np.float32).mean(axis=-1)
+    return img.astype(np.float32)
+
+
+def nuclei_split(data: Path) -> dict[str, list[str]]:
+    """Sorted DSB ids split into ``train``, ``val`` (model selection) and ``test`` (held out)."""
+    ids = sorted(p.stem for p in (data / "nuclei" / "dsb2018_train" / "images").glob("*.png"))
+    test = [i for k, i in enumerate(ids) if k % 10 == 0]
+    val = [i for k, i in enumerate(ids) if k % 20 == 5]
+    train = [i for k, i in enumerate(ids) if k % 10 != 0 and k % 20 != 5]
+    return {"train": train, "val": val, "test": test}
+
+
+def load_dsb(data: Path, ids: list[str]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Grey images and instance labels of DSB ids."""
+    import tifffile
+    from skimage import io
+
+    root = data / "nuclei" / "dsb2018_train"
+    images = [_grey(io.imread(root / "images" / f"{i}.png")) for i in ids]
+    labels = [tifffile.imread(root / "labels" / f"{i}.tif") for i in ids]
+    return images, labels
+
+
+def grains_split(data: Path) -> dict[str, list[str]]:
+    """TBM tile names: ``train`` and ``val`` from micrographs 10-17, ``test`` from 18-20."""
+    names = sorted(p.stem for p in (data / "grains" / "tbm" / "tiles256" / "images").glob("*.png"))
+    own = [n for n in names if 10 <= int(n.split("-")[0]) <= 17]
+    val = []
+    for mic in sorted({n.split("-")[0] for n in own}):
+        val.append([n for n in own if n.split("-")[0] == mic][0])
+    val = val[::3]  # three tiles select the best model
+    train = [n for n in own if n not in val]
+    test = [n for n in names if int(n.split("-")[0]) >= 18]
+    return {"train": train, "val": val, "test": test}
+
+
+def load_tbm(data: Path, names: list[str]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """RGB tiles ``(3, Y, X)`` and their boundary masks."""
+    from skimage import io
+
+    root = data / "grains" / "tbm" / "tiles256"
+    images = [np.moveaxis(io.imread(root / "images" / f"{n}.png")[..., :3], -1, 0) for n in names]
+    masks = [io.imread(root / "masks" / f"{n}.png") for n in names]
+    masks = [m[..., 0] if m.ndim == 3 else m for m in masks]
+    return images, masks
+
+
+def synth_grain_data(n: int, seed: int = 1000) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """``n`` synthetic grain images (grey, replicated to 3 channels) and boundary maps."""
+    try:
+        from microseg.synth import synth_grains
+    except ImportError:
+        return [], []
+    rng = np.random.default_rng(seed)
+    images, masks = [], []
+    for k in range(n):
+        s = synth_grains((320, 320), n_grains=int(rng.integers(25, 90)), seed=seed + k)
+        images.append(np.repeat(s.image[None].astype(np.float32), 3, axis=0))
+        masks.append(s.boundaries.astype(np.uint8))
+    return images, masks
+
+
+def _centre_crops(arrays: list[np.ndarray], side: int) -> list[np.ndarray]:
+    out = []
+    for a in arrays:
+        h, w = a.shape[-2:]
+        y0, x0 = max(0, (h - side) // 2), max(0, (w - side) // 2)
+        out.append(a[..., y0 : y0 + side, x0 : x0 + side])
+    return out
+
+
+def _median_diameter(labels: list[np.ndarray]) -> float:
+    diam = []
+    for lab in labels:
+        counts = np.bincount(lab.ravel().astype(np.int64))[1:]
+        counts = counts[counts > 0]
+        diam.append(2 * np.sqrt(counts / np.pi))
+    return float(np.median(np.concatenate(diam)))
+
+
+def build(name: str, data: Path) -> dict[str, Any]:
+    """Training inputs of built-in model ``name``."""
+    from microseg.deep.train import targets_from_masks
+
+    if name == "nuclei":
+        split = nuclei_split(data)
+        tr_x, tr_l = load_dsb(data, split["train"])
+        va_x, va_l = load_dsb(data, split["val"])
+        va_x, va_l = _centre_crops(va_x, 256), _centre_crops(va_l, 256)  # cheap validation
+        return {
+            "images": tr_x,
+            "targets": [targets_from_masks(m, "nuclei") for m in tr_l],
+            "val_images": va_x,
+            "val_targets": [targets_from_masks(m, "nuclei") for m in va_l],
+            "classes": BUILTINS["nuclei"]["classes"],
+            "zoom": (0.6, 1.7),
+            "object_diameter_px": round(_median_diameter(tr_l), 1),
+            "split": {k: len(v) for k, v in split.items()},
+            "held_out_ids": split["test"],
+        }
+    if name == "grains":
+        split = grains_split(data)
+        tr_x, tr_m = load_tbm(data, split["train"])
+        va_x, va_m = load_tbm(data, split["val"])
+        sy_x, sy_m = synth_grain_data(8)
+        return {
+            "images": tr_x + sy_x,
+            "targets": [targets_from_masks(m, "grains") for m in tr_m + sy_m],
+            "val_images": va_x,
+            "val_targets": [targets_from_masks(m, "grains") for m in va_m],
+            "classes": BUILTINS["grains"]["classes"],
+            "zoom": (0.75, 1.33),
+            "object_diameter_px": None,
+            "split": {**{k: len(v) for k, v in split.items()}, "synthetic": len(sy_x)},
+            "held_out_ids": split["test"],
+            "train_ids": split["train"],
+            "val_ids": split["val"],
+        }
+    raise SystemExit(f"Unknown built-in model '{name}'; choose one of {', '.join(BUILTINS)}.")
+
+
+def train(
+    name: str,
+    minutes: float,
+    resume: bool,
+    data: Path,
+    threads: int,
+    checkpoints: Path,
+    out: Path,
+    seed: int = 0,
+    batch: int = 8,
+    crop: int = 128,
+) -> Path:
+    """Train (or resume training) built-in model ``name``; return the weights path."""
+    import torch
+
+    from microseg.deep.train import TrainConfig, Trainer
+
+    torch.set_num_threads(threads)
+    t_load = time.perf_counter()
+    d = build(name, data)
+    print(
+        f"[{name}] loaded {len(d['images'])} training images in "
+        f"{time.perf_counter() - t_load:.0f} s; split {d['split']}",
+        file=sys.stderr,
+    )
+    cfg = TrainConfig(
+        seconds=minutes * 60,
+        batch=batch,
+        crop=crop,
+        seed=seed,
+        lr=2e-3,
+        zoom=d["zoom"],
+        arch=dict(ARCH),
+        eval_every=180.0,
+        preview_every=1e9,
+        warmup_steps=100,
+    )
+    task = BUILTINS[name]["task"]
+    trainer = Trainer(
+        d["images"],
+        d["targets"],
+        cfg,
+        task=task,
+        classes=list(d["classes"]),
+        val_images=d["val_images"],
+        val_targets=d["val_targets"],
+    )
+    checkpoints.mkdir(parents=True, exist_ok=True)
+    ckpt = checkpoints / f"{name}.pt"
+    if resume and ckpt.is_file():
+        state = torch.load(ckpt, weights_only=True)
+        trainer.load_state_dict(state)
+        print(
+            f"[{name}] resumed at step {trainer.step}, {trainer.elapsed / 60:.1f} min",
+            file=sys.stderr,
+        )
+    info = BUILTINS[name]
+
+    def metadata() -> dict[str, Any]:
+        return {
+            "name": f"builtin:{name}",
+            "description": info["description"],
+            "data": info["data"],
+            "citation": info["citation"],
+            "held_out": info["held_out"],
+            "split": d["split"],
+            "pixel_size_um": info["pixel_size_um"],
+            "object_diameter_px": d["object_diameter_px"] or info["object_diameter_px"],
+            "training_script": "python -m microseg.zoo train " + name,
+        }
+
+    trainer.base_meta.update(metadata())
+    last = [time.perf_counter()]
+
+    def save_checkpoint() -> None:
+        tmp = ckpt.with_suffix(".tmp")
+        torch.save(trainer.state_dict(), tmp)
+        tmp.replace(ckpt)
+        trainer.result().save(checkpoints / f"{name}_best.safetensors")
+
+    def progress(p) -> None:  # noqa: ANN001
+        now = time.perf_counter()
+        if now - last[0] >= 60:
+            last[0] = now
+            save_checkpoint()
+            best = trainer.best_score
+            print(
+                f"[{name}] step {p.step} {p.seconds / 60:.1f} min loss {trainer.smooth:.4f} "
+                f"best val F1 {best if best is None else round(best, 4)} "
+                f"(step {trainer.best_step})",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    model = trainer.run(progress=progress)
+    save_checkpoint()
+    out.mkdir(parents=True, exist_ok=True)
+    path = model.save(out / f"{name}.safetensors")
+    print(
+        f"[{name}] wrote {path} after {trainer.step} steps, {trainer.elapsed / 60:.1f} min; "
+        f"best val F1 {trainer.best_score}",
+        file=sys.stderr,
+    )
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line: ``train NAME [--minutes M] [--resume] ...``."""
+    ap = argparse.ArgumentParser(
+        prog="python -m microseg.zoo",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    tp = sub.add_parser("train", help="train a built-in model")
+    tp.add_argument("name", choices=sorted(BUILTINS))
+    tp.add_argument("--minutes", type=float, default=40.0, help="total training time")
+    tp.add_argument("--resume", action="store_true", help="continue from the checkpoint")
+    tp.add_argument("--data", type=Path, default=default_data_dir())
+    tp.add_argument("--threads", type=int, default=1)
+    tp.add_argument("--checkpoints", type=Path, default=REPO / "checkpoints")
+    tp.add_argument("--out", type=Path, default=WEIGHTS_DIR)
+    tp.add_argument("--seed", type=int, default=0)
+    tp.add_argument("--batch", type=int, default=8)
+    tp.add_argument("--crop", type=int, default=128)
+    a = ap.parse_args(argv)
+    if not a.data.is_dir():
+        print(f"The data folder {a.data} does not exist.", file=sys.stderr)
+        return 2
+    train(
+        a.name,
+        a.minutes,
+        a.resume,
+        a.data,
+        a.threads,
+        a.checkpoints,
+        a.out,
+        a.seed,
+        a.batch,
+        a.crop,
+    )
+    return 0

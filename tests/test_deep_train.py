@@ -1,0 +1,211 @@
+"""U-Net training: masked loss, convergence, best-model keeping, background jobs."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+import torch
+from skimage.draw import disk
+
+from microseg.deep import TrainConfig, TrainingJob, UNetSegmenter, targets_from_masks, train_unet
+from microseg.deep.losses import balanced_class_weights, masked_cross_entropy
+from microseg.deep.train import macro_f1, split_strokes
+from microseg.errors import InputError
+
+SMALL = {"depth": 3, "base": 8}
+
+
+def _blobs(seed: int, n: int = 10, size: int = 96) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    lab = np.zeros((size, size), np.int32)
+    for i in range(n):
+        rr, cc = disk(
+            (rng.integers(8, size - 8), rng.integers(8, size - 8)),
+            rng.integers(4, 8),
+            shape=lab.shape,
+        )
+        lab[rr, cc] = i + 1
+    img = (lab > 0) * 100.0 + rng.normal(20, 12, lab.shape)
+    return img.astype(np.float32), lab
+
+
+def _strokes(target: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    s = np.zeros_like(target)
+    sel = rng.random(target.shape) < fraction
+    s[sel] = target[sel]
+    return s
+
+
+def test_masked_loss_ignores_unlabelled_pixels():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 3, 16, 16, requires_grad=True)
+    target = torch.randint(0, 4, (2, 16, 16))
+    target[:, :8] = 0  # top half unlabelled
+    w = torch.tensor([1.0, 2.0, 0.5])
+    loss = masked_cross_entropy(logits, target, w)
+    (grad,) = torch.autograd.grad(loss, logits)
+    other = target.clone()
+    other[:, :8] = torch.randint(1, 4, (2, 8, 16))  # labels where unlabelled before
+    changed = target.clone()
+    # changing the logits at unlabelled pixels changes nothing either
+    logits2 = logits.detach().clone()
+    logits2[:, :, :8] += 5.0
+    logits2.requires_grad_(True)
+    loss2 = masked_cross_entropy(logits2, changed, w)
+    (grad2,) = torch.autograd.grad(loss2, logits2)
+    assert torch.allclose(loss, loss2)
+    assert torch.allclose(grad, grad2)
+    assert torch.all(grad[:, :, :8] == 0)
+    # whereas labelling the top half does change it
+    assert not torch.allclose(loss, masked_cross_entropy(logits, other, w))
+    # nothing labelled: zero loss, still differentiable
+    empty = masked_cross_entropy(logits, torch.zeros_like(target), w)
+    assert empty.detach().item() == 0.0 and empty.requires_grad
+
+
+def test_balanced_weights_favour_rare_classes():
+    t = np.array([[1] * 90 + [2] * 10])
+    w = balanced_class_weights([t], 3)
+    assert w[1] > w[0] and w[2] == pytest.approx(w.mean() * 0 + w[2])
+    assert w[:2].mean() == pytest.approx(1.0, rel=0.3)
+
+
+def test_targets_from_masks():
+    lab = np.zeros((12, 12), np.int32)
+    lab[2:6, 2:10] = 1
+    lab[6:10, 2:10] = 2  # touching nucleus
+    t = targets_from_masks(lab, "nuclei")
+    assert set(np.unique(t)) == {1, 2, 3}
+    assert (t[lab == 0] == 1).all() and t[5, 5] == 3 and t[6, 5] == 3 and t[2, 5] == 3
+    assert t[4, 5] == 2
+    b = np.zeros((8, 8), np.uint8)
+    b[4] = 255
+    b[3] = 60  # anti-aliased fringe counts as interior
+    g = targets_from_masks(b, "grains")
+    assert (g[4] == 2).all() and (g[3] == 1).all()
+    with pytest.raises(InputError):
+        targets_from_masks(np.zeros((2, 2, 2)), "grains")
+
+
+def test_split_strokes_holds_out_components():
+    t = np.zeros((40, 40), np.uint8)
+    for i in range(5):
+        t[4 + 7 * i, 2:10] = 1
+        t[4 + 7 * i, 20:30] = 2
+    split = split_strokes([t], 0.2, seed=0)
+    assert split is not None
+    tr, va = split
+    assert ((tr[0] > 0) & (va[0] > 0)).sum() == 0
+    assert ((tr[0] + va[0]) == t).all() and (va[0] == 1).any() and (va[0] == 2).any()
+    assert split_strokes([t[:10]], 0.2, seed=0) is None
+
+
+def test_training_converges_on_tiny_image():
+    img, lab = _blobs(0)
+    target = targets_from_masks(lab, "nuclei")
+    strokes = _strokes(target, 0.05, 1)
+    test_img, test_lab = _blobs(1)
+    untrained = UNetSegmenter.new("nuclei", ["background", "nucleus", "border"], **SMALL)
+    f1_before = macro_f1(
+        untrained.predict_classes(test_img), targets_from_masks(test_lab, "nuclei"), 3
+    )
+    log = []
+    cfg = TrainConfig(seconds=6, batch=4, crop=64, arch=SMALL, val_strokes=0.0)
+    model = train_unet([img], [strokes], cfg, task="nuclei", progress=log.append)
+    assert model.classes == ["background", "nucleus", "border"]
+    losses = [p.loss for p in log]
+    assert len(losses) > 20
+    assert np.mean(losses[-10:]) < 0.6 * np.mean(losses[:5])
+    f1_after = macro_f1(model.predict_classes(test_img), targets_from_masks(test_lab, "nuclei"), 3)
+    assert f1_after > f1_before + 0.2 and f1_after > 0.6
+    # foreground (nucleus or border) found on the unseen image
+    fg = model.predict_classes(test_img) >= 2
+    assert macro_f1(fg.astype(np.uint8) + 1, (test_lab > 0).astype(np.uint8) + 1, 2) > 0.8
+    summary = model.metadata["training"]
+    assert summary["steps"] == len(log) and summary["validation"] == "training loss"
+
+
+def test_dense_masks_and_validation_pick_best():
+    img, lab = _blobs(2)
+    v_img, v_lab = _blobs(3)
+    log = []
+    cfg = TrainConfig(seconds=5, batch=4, crop=64, arch=SMALL, eval_every=1.0)
+    model = train_unet(
+        [img],
+        [lab],
+        cfg,
+        task="nuclei",
+        masks=True,
+        val_images=[v_img],
+        val_targets=[targets_from_masks(v_lab, "nuclei")],
+        progress=log.append,
+    )
+    scores = [p.val_score for p in log if p.val_score is not None]
+    assert scores
+    best = model.metadata["training"]["best_val_score"]
+    assert best >= max(scores) - 1e-6
+    got = macro_f1(model.predict_classes(v_img), targets_from_masks(v_lab, "nuclei"), 3)
+    assert got == pytest.approx(best, abs=1e-3)
+
+
+def test_finetuning_never_worse_on_held_out_strokes():
+    img, lab = _blobs(4)
+    base = train_unet(
+        [img],
+        [lab],
+        TrainConfig(seconds=3, batch=4, crop=64, arch=SMALL),
+        task="nuclei",
+        masks=True,
+    )
+    strokes = _strokes(targets_from_masks(lab, "nuclei"), 0.03, 5)
+    log = []
+    # a harmful learning rate: the starting model must be kept when nothing beats it
+    tuned = train_unet(
+        [img],
+        [strokes],
+        TrainConfig(seconds=3, batch=4, crop=64, lr=0.5),
+        init=base,
+        progress=log.append,
+    )
+    tr = tuned.metadata["training"]
+    assert tr["finetuned"] and tr["validation"] == "held-out labels"
+    assert tr["best_val_score"] is not None
+    if tr["best_step"] == 0:
+        for k, v in base.net.state_dict().items():
+            assert torch.equal(v, tuned.net.state_dict()[k])
+
+
+def test_wrong_inputs_are_refused():
+    img, lab = _blobs(0)
+    with pytest.raises(InputError, match="no labelled"):
+        train_unet([img], [np.zeros_like(lab)], TrainConfig(seconds=1, arch=SMALL))
+    with pytest.raises(InputError, match="match"):
+        train_unet([img], [np.ones((5, 5), np.uint8)], TrainConfig(seconds=1, arch=SMALL))
+
+
+def test_training_job_start_stop_keeps_best_and_continues():
+    img, lab = _blobs(0)
+    strokes = _strokes(targets_from_masks(lab, "nuclei"), 0.05, 2)
+    cfg = TrainConfig(seconds=60, batch=4, crop=64, arch=SMALL, preview_every=0.5)
+    job = TrainingJob([img], [strokes], cfg, task="nuclei", preview_image=img).start()
+    t0 = time.time()
+    while job.progress.step < 15 and time.time() - t0 < 30:
+        time.sleep(0.2)
+    assert job.running
+    snap = job.progress
+    assert snap.running and snap.step >= 1 and 0 < snap.fraction < 1 and snap.eta > 0
+    model = job.stop()
+    assert not job.running and job.error is None and model is not None
+    assert time.time() - t0 < 40
+    p = job.progress
+    assert len(p.losses) == p.step and p.preview is not None and p.preview.shape == (3, 96, 96)
+    steps_first = model.metadata["training"]["steps"]
+    # continue with more strokes from the current weights
+    more = _strokes(targets_from_masks(lab, "nuclei"), 0.1, 3)
+    job.continue_training([more], seconds=2)
+    result = job.join(30)
+    assert job.error is None and result is not None and result is not model
+    assert result.metadata["training"]["finetuned"] and steps_first > 0

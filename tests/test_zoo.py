@@ -1,0 +1,102 @@
+"""Built-in models: names, clear errors, and (when committed) sensible predictions."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from microseg import zoo
+from microseg.errors import ModelFileError
+
+
+def test_unknown_builtin_is_a_clear_error():
+    with pytest.raises(ModelFileError, match="no built-in model 'cells'"):
+        zoo.builtin_path("cells")
+
+
+def test_missing_weights_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setattr(zoo, "WEIGHTS_DIR", tmp_path)
+    with pytest.raises(ModelFileError, match="python -m microseg.zoo train nuclei"):
+        zoo.builtin_path("nuclei")
+
+
+def test_builtin_info_is_documented():
+    for info in zoo.BUILTINS.values():
+        assert info["citation"] and info["data"] and info["held_out"]
+        assert info["task"] in ("nuclei", "grains")
+    assert zoo.builtin_names() == ["grains", "nuclei"]
+
+
+def test_held_out_splits_are_disjoint(shared_data):
+    from microseg.zoo.train_builtin import grains_split, nuclei_split
+
+    n = nuclei_split(shared_data)
+    assert not set(n["train"]) & set(n["test"]) and not set(n["val"]) & set(n["test"])
+    assert not set(n["train"]) & set(n["val"]) and len(n["test"]) >= 50
+    g = grains_split(shared_data)
+    assert all(int(t.split("-")[0]) >= 18 for t in g["test"])
+    assert all(10 <= int(t.split("-")[0]) <= 17 for t in g["train"] + g["val"])
+
+
+def _weights(name: str):
+    try:
+        return zoo.builtin_path(name)
+    except ModelFileError:
+        pytest.skip(f"builtin:{name} weights are not trained yet")
+
+
+def test_builtin_nuclei_predicts_dsb_sample(shared_data):
+    import tifffile
+
+    from microseg.segmenter import load_segmenter
+
+    _weights("nuclei")
+    model = load_segmenter("builtin:nuclei")
+    assert model.task == "nuclei" and model.classes == ["background", "nucleus", "border"]
+    assert model.metadata["object_diameter_px"] > 0 and "Caicedo" in model.metadata["citation"]
+    root = shared_data / "nuclei" / "dsb_sample"
+    image = tifffile.imread(root / "image.tif")[:256, :256]
+    labels = tifffile.imread(root / "labels.tif")[:256, :256]
+    proba = model.predict_proba(image)
+    assert proba.shape == (3, 256, 256)
+    fg = proba[1] + proba[2] > 0.5
+    gt = labels > 0
+    dice = 2 * (fg & gt).sum() / (fg.sum() + gt.sum())
+    assert dice > 0.8
+
+
+def test_builtin_grains_predicts_tbm_tile(shared_data):
+    from skimage import io
+
+    from microseg.metrics import boundary_f1
+    from microseg.segmenter import load_segmenter
+
+    _weights("grains")
+    model = load_segmenter("builtin:grains")
+    assert model.task == "grains" and model.classes == ["grain interior", "grain boundary"]
+    root = shared_data / "grains" / "tbm" / "tiles256"
+    image = io.imread(root / "images" / "18-0-0.png")[..., :3]
+    gt = io.imread(root / "masks" / "18-0-0.png") > 128
+    proba = model.predict_proba(image)
+    assert proba.shape == (2, 256, 256)
+    pred = np.argmax(proba, 0) == 1
+    assert 0.05 < pred.mean() < 0.5
+    assert boundary_f1(gt, pred, 2).f1 > 0.5
+
+
+def test_training_script_checkpoints_and_resumes(shared_data, tmp_path):
+    import torch
+
+    from microseg.deep import UNetSegmenter
+    from microseg.zoo.train_builtin import train
+
+    kw = {"data": shared_data, "threads": 1, "checkpoints": tmp_path / "ck", "out": tmp_path / "w"}
+    path = train("grains", 0.05, False, batch=2, crop=64, **kw)
+    first = torch.load(tmp_path / "ck" / "grains.pt", weights_only=True)["step"]
+    train("grains", 0.1, True, batch=2, crop=64, **kw)
+    second = torch.load(tmp_path / "ck" / "grains.pt", weights_only=True)["step"]
+    assert second > first > 0
+    model = UNetSegmenter.load(path)
+    meta = model.metadata
+    assert meta["name"] == "builtin:grains" and "18-20" in meta["held_out"]
+    assert meta["training"]["steps"] == second and meta["split"]["test"] == 10
