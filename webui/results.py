@@ -1,0 +1,364 @@
+"""Result panels of the Annotate page: live classical results, U-Net training, stacks, model files."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import plotly.graph_objects as go
+import streamlit as st
+
+from microseg.errors import InputError, MicrosegError
+from microseg.image import MicroImage
+from webui import state, training
+from webui.models import set_session_model
+from webui.render import class_overlay, display_plane
+
+
+def _stroke_problem(strokes: np.ndarray | None, n_classes: int) -> str | None:
+    from microseg.strokes import validate_strokes
+
+    if strokes is None:
+        return "Paint a few strokes of at least two classes to train a model."
+    try:
+        validate_strokes(strokes, strokes.shape, n_classes)
+    except InputError as exc:
+        return str(exc)
+    return None
+
+
+def result_panel(method: str, image: MicroImage, t: int, strokes, classes: list[dict], task: str):
+    """Right-hand column of the Annotate page for the chosen method."""
+    names = [c["name"] for c in classes]
+    if method == "Classical ML":
+        _classical_panel(image, t, strokes, names, task, classes)
+    else:
+        _deep_panel(image, t, strokes, names, task, classes)
+
+
+def _classical_panel(image, t, strokes, names, task, classes):
+    from microseg.features import FeatureSet
+
+    live = st.toggle(
+        "Live update after each stroke",
+        value=state.get("live_update"),
+        key="live_toggle",
+        help="Turn off for big images; then press Train.",
+    )
+    state.put("live_update", live)
+    fs = feature_selector()
+    problem = _stroke_problem(strokes, len(names))
+    clicked = st.button("Train", key="rf_train", disabled=live or problem is not None)
+    if problem:
+        st.info(problem)
+    elif live or clicked:
+        try:
+            with st.spinner("Computing features and training ..."):
+                _, proba, seconds = training.train_classical(
+                    image, t, strokes, names, task, fs or FeatureSet()
+                )
+            st.caption(f"Random forest updated in {seconds:.2f} s.")
+        except InputError as exc:
+            st.error(str(exc))
+    proba = state.get("predictions").get(("classical", state.get("image_id"), t))
+    if proba is not None:
+        show_prediction(image, t, proba, classes, "rf")
+
+
+def feature_selector():
+    """Feature families and scales of the classical model (defaults preselected)."""
+    from microseg.features import FAMILIES, FeatureSet
+
+    default = FeatureSet()
+    with st.expander("Features (engineered filters)"):
+        fams = st.multiselect(
+            "Filter families", list(FAMILIES), default=list(default.families), key="rf_families"
+        )
+        all_scales = [0.3, 0.7, 1.0, 1.6, 3.5, 5.0, 10.0]
+        scales = st.multiselect(
+            "Scales σ (px)", all_scales, default=list(default.scales), key="rf_scales"
+        )
+        st.caption(f"{default.describe()} by default.")
+    if not fams or not scales:
+        st.warning("Pick at least one filter family and one scale; using the defaults.")
+        return default
+    try:
+        return FeatureSet.grid(fams, scales)
+    except InputError as exc:
+        st.warning(f"{exc} Using the defaults.")
+        return default
+
+
+def show_prediction(image: MicroImage, t: int, proba: np.ndarray, classes: list[dict], key: str):
+    """Overlay, outlines, probability maps, uncertainty and where to paint next."""
+    from microseg.classical import area_fractions, suggest_regions, uncertainty
+
+    names = [c["name"] for c in classes]
+    colours = [c["colour"] for c in classes]
+    class_map = (np.argmax(proba, axis=0) + 1).astype(np.uint8)
+    base = display_plane(image, t=t)
+    view = st.radio(
+        "Show",
+        ["Overlay", "Outlines", "Probability", "Uncertainty"],
+        horizontal=True,
+        key=f"{key}_view",
+    )
+    if view in ("Overlay", "Outlines"):
+        opacity = st.slider("Opacity", 0.0, 1.0, 0.45, key=f"{key}_opacity")
+        if view == "Overlay":
+            st.image(
+                class_overlay(base, class_map, colours[: proba.shape[0]], opacity),
+                caption="Most probable class per pixel",
+                width="stretch",
+            )
+        else:
+            from skimage.segmentation import find_boundaries
+
+            edges = find_boundaries(class_map, mode="inner").astype(np.uint8) * class_map
+            st.image(
+                class_overlay(base, edges, colours[: proba.shape[0]], max(opacity, 0.9)),
+                caption="Class outlines",
+                width="stretch",
+            )
+    elif view == "Probability":
+        k = st.selectbox(
+            "Class", range(proba.shape[0]), format_func=lambda i: names[i], key=f"{key}_pclass"
+        )
+        fig = go.Figure(
+            go.Heatmap(z=proba[k], colorscale="Viridis", zmin=0, zmax=1, colorbar={"title": "p"})
+        )
+        fig.update_layout(
+            title=f"Probability of '{names[k]}'",
+            yaxis_autorange="reversed",
+            yaxis_scaleanchor="x",
+            height=480,
+            margin={"l": 0, "r": 0, "t": 40, "b": 0},
+        )
+        st.plotly_chart(fig, key=f"{key}_pfig")
+    else:
+        unc = uncertainty(proba)
+        boxes = suggest_regions(unc, n=5)
+        fig = go.Figure(
+            go.Heatmap(
+                z=unc,
+                colorscale="Inferno",
+                zmin=0,
+                zmax=1,
+                colorbar={"title": "uncertainty"},
+                name="uncertainty",
+            )
+        )
+        for i, (by0, bx0, by1, bx1) in enumerate(boxes):
+            fig.add_shape(
+                type="rect", x0=bx0, x1=bx1, y0=by0, y1=by1, line={"color": "cyan", "width": 2}
+            )
+            fig.add_annotation(
+                x=bx0,
+                y=by0,
+                text=str(i + 1),
+                showarrow=False,
+                font={"color": "cyan"},
+                xanchor="left",
+                yanchor="bottom",
+            )
+        fig.update_layout(
+            title="Uncertainty — cyan boxes: where to paint next",
+            yaxis_autorange="reversed",
+            yaxis_scaleanchor="x",
+            height=480,
+            margin={"l": 0, "r": 0, "t": 40, "b": 0},
+        )
+        st.plotly_chart(fig, key=f"{key}_ufig")
+    fractions = area_fractions(class_map, len(names))
+    st.dataframe(
+        {
+            "class": names[: proba.shape[0]],
+            "area fraction (%)": [
+                round(100 * fractions[k], 2) for k in range(1, proba.shape[0] + 1)
+            ],
+        },
+        hide_index=True,
+        key=f"{key}_fractions",
+    )
+
+
+def _deep_panel(image, t, strokes, names, task, classes):
+    from webui.models import builtin_available
+
+    job = state.get("training_job")
+    if job is not None and job.running:
+        _training_progress()
+        return
+    if job is not None:
+        training.finish_deep_training(job)
+        if job.error is not None:
+            st.error(f"Training stopped with an error: {job.error}")
+    problem = _stroke_problem(strokes, len(names))
+    has_builtin = task in ("nuclei", "grains") and builtin_available(task)
+    from_builtin = st.checkbox(
+        f"Start from the built-in {task} model",
+        value=has_builtin,
+        disabled=not has_builtin,
+        key="dl_builtin",
+        help="Fine-tuning a pretrained model needs far fewer strokes.",
+    )
+    if not has_builtin:
+        st.caption(
+            "No built-in model for this task: the U-Net trains from scratch, which needs "
+            "many more strokes than the random forest to do as well."
+        )
+    seconds = st.slider("Training time (s)", 5, 600, 60, step=5, key="dl_seconds")
+    c1, c2 = st.columns(2)
+    if c1.button("Train U-Net", key="dl_train", disabled=problem is not None, type="primary"):
+        training.start_deep_training(image, t, strokes, names, task, seconds, from_builtin)
+        st.rerun()
+    model = state.get("models").get("deep")
+    if c2.button(
+        "Continue training",
+        key="dl_continue",
+        disabled=model is None or problem is not None,
+        help="Continue from the current network with the strokes as they are now.",
+    ):
+        job.continue_training(targets=[strokes], images=[image.frame(t)], seconds=seconds)
+        st.rerun()
+    if problem:
+        st.info(problem)
+    proba = training.deep_prediction(image, t) if model is not None else None
+    if proba is not None:
+        if job is not None and job.progress.losses:
+            st.plotly_chart(_loss_figure(job.progress), key="dl_loss_done")
+        show_prediction(image, t, proba, classes, "dl")
+
+
+@st.fragment(run_every=1.5)
+def _training_progress():
+    job = state.get("training_job")
+    if job is None:
+        return
+    p = job.progress
+    if not job.running:
+        training.finish_deep_training(job)
+        st.rerun()
+    st.progress(
+        p.fraction,
+        text=f"Training the U-Net: step {p.step}, {p.seconds:.0f} s elapsed, "
+        f"about {p.eta:.0f} s left",
+    )
+    if st.button("Stop (keep the best model so far)", key="dl_stop"):
+        job.stop(wait=True)
+        training.finish_deep_training(job)
+        st.rerun()
+    if p.losses:
+        st.plotly_chart(_loss_figure(p), key="dl_loss_live")
+    if p.preview is not None:
+        colours = [c["colour"] for c in state.get("classes")]
+        cmap = (
+            (np.argmax(p.preview, axis=0) + 1).astype(np.uint8)
+            if p.preview.ndim == 3
+            else p.preview
+        )
+        base = display_plane(state.get("image"), t=job.meta["t"])
+        st.image(
+            class_overlay(base, cmap, colours),
+            caption="Preview of the current network",
+            width="stretch",
+        )
+
+
+def _loss_figure(p) -> go.Figure:
+    fig = go.Figure()
+    fig.add_scatter(y=p.losses, mode="lines", name="training loss")
+    if p.val_scores:
+        steps, scores = zip(*p.val_scores, strict=True)
+        fig.add_scatter(x=steps, y=scores, mode="lines+markers", name="validation F1", yaxis="y2")
+    fig.update_layout(
+        height=260,
+        margin={"l": 0, "r": 0, "t": 30, "b": 0},
+        xaxis_title="step",
+        yaxis_title="loss",
+        yaxis2={"overlaying": "y", "side": "right", "range": [0, 1], "title": "F1"},
+        legend={"orientation": "h"},
+        title="Training curve",
+    )
+    return fig
+
+
+def apply_to_stack_section(image: MicroImage, classes: list[dict]) -> None:
+    """Apply a trained model to every frame of the stack."""
+    models = state.get("models")
+    if image.n_frames * image.n_slices <= 1 or not models:
+        return
+    st.subheader("Apply to every frame")
+    which = st.radio(
+        "Model",
+        [k for k in ("classical", "deep") if k in models],
+        horizontal=True,
+        key="stack_model",
+    )
+    if st.button(f"Segment all {image.n_frames} frames", key="stack_run"):
+        model = models[which]
+        bar = st.progress(0.0, text="Segmenting frames ...")
+        maps = np.zeros((image.n_frames, *image.shape_yx), np.uint8)
+        for t in range(image.n_frames):
+            maps[t] = np.argmax(model.predict_proba(image.frame(t)), axis=0) + 1
+            bar.progress((t + 1) / image.n_frames, text=f"Frame {t + 1} / {image.n_frames}")
+        state.get("predictions")[("stack", which, state.get("image_id"))] = maps
+    maps = state.get("predictions").get(("stack", which, state.get("image_id")))
+    if maps is not None:
+        t = st.slider("Frame", 0, len(maps) - 1, 0, key="stack_t")
+        colours = [c["colour"] for c in classes]
+        st.image(class_overlay(display_plane(image, t=t), maps[t], colours), width=480)
+        fractions = np.stack([(maps == k).mean(axis=(1, 2)) for k in range(1, len(classes) + 1)])
+        fig = go.Figure(
+            [
+                go.Scatter(y=100 * f, name=c["name"])
+                for f, c in zip(fractions, classes, strict=False)
+            ]
+        )
+        fig.update_layout(
+            title="Area fraction per frame",
+            xaxis_title="frame",
+            yaxis_title="area fraction (%)",
+            height=300,
+        )
+        st.plotly_chart(fig, key="stack_frac")
+
+
+def model_file_section(classes: list[dict]) -> None:
+    """Download the trained models; load a model file."""
+    st.subheader("Model files")
+    models = state.get("models")
+    cols = st.columns(3)
+    for col, key, label in ((cols[0], "classical", "random forest"), (cols[1], "deep", "U-Net")):
+        model = models.get(key)
+        if model is None:
+            col.caption(f"No {label} trained yet.")
+            continue
+        with tempfile.TemporaryDirectory() as tmp:
+            path = model.save(Path(tmp) / f"{key}.safetensors")
+            data = path.read_bytes()
+        col.download_button(
+            f"Download {label} (.safetensors)",
+            data=data,
+            file_name=f"microseg_{key}.safetensors",
+            key=f"dl_model_{key}",
+        )
+    up = cols[2].file_uploader("Load a model file", type=["safetensors"], key="model_upload")
+    if up is not None and st.session_state.get("model_loaded") != (up.name, up.size):
+        st.session_state["model_loaded"] = (up.name, up.size)
+        from microseg.segmenter import load_segmenter
+
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "upload.safetensors"
+            path.write_bytes(up.getvalue())
+            try:
+                model = load_segmenter(path)
+            except MicrosegError as exc:
+                cols[2].error(str(exc))
+                return
+        kind = "classical" if model.metadata.get("kind") == "rf" else "deep"
+        set_session_model(kind, model)
+        cols[2].success(
+            f"Loaded a {kind} model for '{model.task}' with classes {', '.join(model.classes)}."
+        )

@@ -1,0 +1,104 @@
+"""Training from the Annotate page: the live random forest and the background U-Net job."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from microseg.image import MicroImage
+from webui import state
+from webui.models import set_session_model
+
+
+def cached_features(image: MicroImage, t: int, feature_set) -> np.ndarray:
+    """Features of frame ``t``, computed once per image, frame and feature selection."""
+    from microseg.features import compute_features
+
+    cache = state.get("feature_cache")
+    key = (state.get("image_id"), t, feature_set.key())
+    if key not in cache:
+        if len(cache) >= 4:
+            cache.pop(next(iter(cache)))
+        cache[key] = compute_features(image.frame(t), feature_set)
+    return cache[key]
+
+
+def train_classical(
+    image: MicroImage, t: int, strokes: np.ndarray, classes: list[str], task: str, feature_set
+) -> tuple[object, np.ndarray, float]:
+    """Fit the random forest on the strokes and predict frame ``t``.
+
+    Returns (model, probabilities (K, Y, X), seconds spent).
+    """
+    from microseg.classical import RandomForestSegmenter
+
+    start = time.perf_counter()
+    feats = cached_features(image, t, feature_set)
+    model = RandomForestSegmenter()
+    model.fit(
+        image.frame(t), strokes, classes=classes, task=task, feature_set=feature_set, features=feats
+    )
+    proba = model.predict_proba(image.frame(t), features=feats)
+    set_session_model("classical", model)
+    state.get("predictions")[("classical", state.get("image_id"), t)] = proba
+    return model, proba, time.perf_counter() - start
+
+
+def start_deep_training(
+    image: MicroImage,
+    t: int,
+    strokes: np.ndarray,
+    classes: list[str],
+    task: str,
+    seconds: float,
+    from_builtin: bool,
+):
+    """Start U-Net training in the background; returns the job (kept in session state)."""
+    from microseg.deep import TrainConfig, TrainingJob
+    from webui.models import builtin_available, builtin_model
+
+    init = None
+    if from_builtin and task in ("nuclei", "grains") and builtin_available(task):
+        init = builtin_model(task)
+    frame = image.frame(t)
+    job = TrainingJob(
+        [frame],
+        [strokes],
+        TrainConfig(seconds=seconds, num_threads=None),
+        init=init,
+        task=task,
+        classes=classes,
+        preview_image=frame,
+    )
+    job.start()
+    job.meta = {
+        "image_id": state.get("image_id"),
+        "t": t,
+        "started": time.time(),
+        "from": "built-in model" if init is not None else "scratch",
+    }
+    state.put("training_job", job)
+    return job
+
+
+def finish_deep_training(job) -> bool:
+    """Store the job's model once it has finished; True when a model was stored."""
+    if job is None or job.running or job.result is None:
+        return False
+    if state.get("models").get("deep") is not job.result:
+        set_session_model("deep", job.result)
+        state.get("predictions").pop(("deep", job.meta["image_id"], job.meta["t"]), None)
+    return True
+
+
+def deep_prediction(image: MicroImage, t: int) -> np.ndarray | None:
+    """Probabilities of the session's U-Net on frame ``t`` (cached)."""
+    model = state.get("models").get("deep")
+    if model is None:
+        return None
+    key = ("deep", state.get("image_id"), t)
+    preds = state.get("predictions")
+    if key not in preds:
+        preds[key] = model.predict_proba(image.frame(t))
+    return preds[key]
