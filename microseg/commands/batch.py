@@ -1,0 +1,235 @@
+"""``microseg batch``: run ``nuclei``, ``grains`` or ``predict`` (task semantic) over many inputs.
+
+Inputs are files, folders (their image files, not recursive) or glob patterns.
+Every input gets the same outputs as the single command would write. A failing
+input is reported on stderr and the others go on; the run fails (exit status 2)
+only when no input succeeds. With ``--scheduler tcp://HOST:PORT`` the inputs are
+processed on a Dask cluster (each worker loads the model once, so the model file
+and the inputs must be readable at the same paths on the workers).
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import sys
+from collections.abc import Callable
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from microseg.errors import InputError, MicrosegError
+
+_HAS_MAGIC = ("*", "?", "[")
+
+
+def expand_inputs(inputs: list[str] | list[Path]) -> list[Path]:
+    """Files named by ``inputs``: files, the image files of folders, and glob matches.
+
+    Folders are listed without recursion; only files with a supported image suffix
+    are taken from folders and globs. Duplicates are dropped, order is kept.
+
+    Raises
+    ------
+    InputError
+        When an input names nothing, or no image file is found at all.
+    """
+    from microseg.io import supported_suffixes
+
+    suffixes = supported_suffixes()
+    found: list[Path] = []
+    for raw in inputs:
+        text = str(raw)
+        path = Path(text)
+        if path.is_dir():
+            files = sorted(p for p in path.iterdir() if p.is_file() and _is_image(p, suffixes))
+            if not files:
+                raise InputError(f"The folder {path} holds no image files.")
+            found.extend(files)
+        elif path.is_file():
+            found.append(path)
+        elif any(ch in text for ch in _HAS_MAGIC):
+            files = sorted(
+                Path(p)
+                for p in glob.glob(text)
+                if Path(p).is_file() and _is_image(Path(p), suffixes)
+            )
+            if not files:
+                raise InputError(f"The pattern {text} matches no image files.")
+            found.extend(files)
+        else:
+            raise InputError(f"Input {text} does not exist.")
+    seen: set[Path] = set()
+    unique = []
+    for p in found:
+        key = p.resolve()
+        if key not in seen:
+            seen.add(key)
+            unique.append(p)
+    return unique
+
+
+def _is_image(path: Path, suffixes: tuple[str, ...]) -> bool:
+    return path.suffix.lower() in suffixes
+
+
+def _namespace(args: argparse.Namespace, path: Path) -> argparse.Namespace:
+    """Arguments of the single command for one input."""
+    common = {"model": args.model, "out": Path(args.out)}
+    if args.task == "nuclei":
+        return argparse.Namespace(
+            **common, pixel_size=args.pixel_size, channel=None, track=False, images=[path]
+        )
+    if args.task == "grains":
+        return argparse.Namespace(**common, pixel_size=args.pixel_size, images=[path])
+    return argparse.Namespace(**common, probabilities=False, images=[path])
+
+
+def _command(task: str) -> Callable[[argparse.Namespace, Callable[[str], None]], dict]:
+    if task == "nuclei":
+        from microseg.commands.nuclei import cmd_nuclei
+
+        return cmd_nuclei
+    if task == "grains":
+        from microseg.commands.grains import cmd_grains
+
+        return cmd_grains
+    if task == "semantic":
+        from microseg.commands.predict import cmd_predict
+
+        return cmd_predict
+    raise InputError(f"Unknown task '{task}'; choose nuclei, grains or semantic.")
+
+
+@lru_cache(maxsize=2)
+def _load_model(spec: str):  # noqa: ANN202 - loaded once per process (and per Dask worker)
+    from microseg.segmenter import load_segmenter
+
+    return load_segmenter(spec)
+
+
+def run_one(
+    task: str,
+    model: str,
+    out: str,
+    pixel_size: float | None,
+    path: str,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Process one input; never raises for a bad input.
+
+    Returns
+    -------
+    dict
+        ``{"input", "ok": True, "result"}`` or ``{"input", "ok": False, "error"}``
+        (one sentence).
+    """
+    report = progress or (lambda msg: None)
+    ns = argparse.Namespace(task=task, model=model, out=out, pixel_size=pixel_size)
+    try:
+        if task == "nuclei":
+            from microseg.commands.nuclei import process_file
+
+            result = process_file(
+                Path(path),
+                _load_model(model),
+                model,
+                Path(out),
+                pixel_size_um=pixel_size,
+                progress=report,
+            )
+        else:
+            result = _command(task)(_namespace(ns, Path(path)), report)
+        return {"input": path, "ok": True, "result": result}
+    except MicrosegError as exc:
+        return {"input": path, "ok": False, "error": str(exc)}
+    except Exception as exc:  # noqa: BLE001 - one failing input must not stop the batch
+        return {"input": path, "ok": False, "error": f"{type(exc).__name__}: {exc}"}
+
+
+def _check_model(args: argparse.Namespace, progress: Callable[[str], None]) -> None:
+    """Fail early (exit status 2) on a model that cannot be loaded or fits another task."""
+    model = _load_model(str(args.model))
+    progress(
+        f"model: {args.model} ({model.metadata.get('kind', '?')}, task {model.task}, "
+        f"classes {', '.join(model.classes)})"
+    )
+    if args.task in ("nuclei", "grains") and model.task not in (args.task, "semantic"):
+        raise InputError(f"{args.model} is a {model.task} model, not a {args.task} model.")
+
+
+def _run_dask(
+    args: argparse.Namespace, paths: list[Path], progress: Callable[[str], None]
+) -> list[dict[str, Any]]:
+    from distributed import Client, as_completed
+
+    address = str(args.scheduler)
+    if "://" not in address:
+        raise InputError(f"--scheduler must look like tcp://HOST:PORT, not {address}.")
+    try:
+        client = Client(address, timeout=10)
+    except (OSError, TimeoutError) as exc:
+        raise InputError(f"No Dask scheduler answers at {address}.") from exc
+    try:
+        n = sum(client.nthreads().values())
+        progress(f"Dask scheduler {address}: {n} worker thread(s)")
+        futures = client.map(
+            run_one,
+            [args.task] * len(paths),
+            [str(args.model)] * len(paths),
+            [str(Path(args.out).resolve())] * len(paths),
+            [args.pixel_size] * len(paths),
+            [str(p.resolve()) for p in paths],
+            pure=False,
+        )
+        order = {f.key: i for i, f in enumerate(futures)}
+        results: list[dict[str, Any] | None] = [None] * len(paths)
+        for fut in as_completed(futures):
+            res = fut.result()
+            results[order[fut.key]] = res
+            _report(res, progress)
+        return [r for r in results if r is not None]
+    finally:
+        client.close()
+
+
+def _report(res: dict[str, Any], progress: Callable[[str], None]) -> None:
+    name = Path(res["input"]).name
+    if res["ok"]:
+        progress(f"{name}: done")
+    else:
+        print(f"microseg: error: {name}: {res['error']}", file=sys.stderr, flush=True)
+
+
+def cmd_batch(args: argparse.Namespace, progress: Callable[[str], None]) -> dict:
+    """Run the task's command on every input; report failures and go on."""
+    paths = expand_inputs(args.inputs)
+    if args.pixel_size is not None and not args.pixel_size > 0:
+        raise InputError("--pixel-size must be a positive number of µm per pixel.")
+    progress(f"batch: {len(paths)} input(s), task {args.task}")
+    _check_model(args, progress)
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    if args.scheduler:
+        results = _run_dask(args, paths, progress)
+    else:
+        results = []
+        for i, path in enumerate(paths, start=1):
+            progress(f"[{i}/{len(paths)}] {path.name}")
+            res = run_one(
+                args.task, str(args.model), str(args.out), args.pixel_size, str(path), progress
+            )
+            _report(res, progress)
+            results.append(res)
+    failed = [r for r in results if not r["ok"]]
+    if failed and len(failed) == len(results):
+        raise InputError(f"None of the {len(results)} input(s) could be processed.")
+    if failed:
+        progress(f"{len(failed)} of {len(results)} input(s) failed; see the errors above")
+    return {
+        "task": args.task,
+        "model": str(args.model),
+        "n_inputs": len(results),
+        "n_failed": len(failed),
+        "failed": [{"input": r["input"], "error": r["error"]} for r in failed],
+        "outputs": [r["result"] for r in results if r["ok"]],
+    }

@@ -1,0 +1,243 @@
+"""``microseg grains``: grain maps, grain tables and ASTM E112 grain size of micrographs.
+
+For every input ``IMAGE`` the command predicts the grain-boundary probability with
+the model, turns it into a grain map (:func:`microseg.grains.grain_map`), measures
+every grain and writes:
+
+* ``DIR/<stem>_grains.tif`` — grain ids 1..N, boundary pixels 0 (uint16, uint32
+  above 65535 grains); stacks keep their T and Z axes, ids are unique per plane;
+* ``DIR/<stem>_grains.csv`` — one row per grain (``frame`` and ``slice`` columns
+  for stacks), ``touches_border`` marks grains cut by the image edge; its
+  provenance is in ``DIR/<stem>_grains.json``;
+* ``DIR/<stem>_summary.json`` — n_grains, mean/median area and ECD, mean_intercept
+  (Heyn, horizontal and vertical test lines over the whole image),
+  astm_g_planimetric, astm_g_intercept, astm_g_mean_area with 95 % confidence
+  intervals, unit ("um" or "px"; G values are null without a pixel size) and the
+  provenance. For a stack, ``planes`` holds the summary of each frame/slice and the
+  top-level values pool all planes as fields of one specimen (E112 §15).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from microseg.commands.predict import (
+    iter_planes,
+    load_model_arg,
+    model_provenance,
+    plane_label,
+    read_input,
+    stack_axes,
+)
+from microseg.errors import InputError
+
+
+def boundary_class_index(classes: Sequence[str]) -> int:
+    """Index of the grain-boundary class among a model's class names.
+
+    Raises
+    ------
+    InputError
+        When no class is named like a boundary.
+    """
+    names = [str(c).lower() for c in classes]
+    if "grain boundary" in names:
+        return names.index("grain boundary")
+    hits = [i for i, n in enumerate(names) if "boundar" in n]
+    if hits:
+        return hits[0]
+    raise InputError(
+        f"The model's classes ({', '.join(map(str, classes))}) have no grain boundary class; "
+        "use a grains model (classes grain interior and grain boundary)."
+    )
+
+
+def _pixel_size(arg: float | None, image_ps: float | None) -> float | None:
+    if arg is not None:
+        if not math.isfinite(arg) or arg <= 0:
+            raise InputError(f"--pixel-size must be a positive number of µm, got {arg:g}.")
+        return float(arg)
+    return float(image_ps) if image_ps else None
+
+
+def pooled_summary(summaries: list[dict], table: pd.DataFrame, pixel_size: float | None) -> dict:
+    """Summary of several planes taken as fields of one specimen.
+
+    Sizes pool the grains of all planes (interior grains when there are any);
+    N_A is the mean of the planes' N_A and the intercept length is the total test
+    line length over the total intercept count; the 95 % CIs come from the
+    plane-to-plane variation (E112 §15).
+    """
+    from microseg.astm import (
+        confidence_interval,
+        g_from_intercept,
+        g_from_mean_area,
+        g_from_na,
+    )
+
+    def num(x: Any) -> float | None:
+        try:
+            x = float(x)
+        except (TypeError, ValueError):
+            return None
+        return x if math.isfinite(x) else None
+
+    inner = table[~table["touches_border"].astype(bool)] if len(table) else table
+    use = inner if len(inner) else table
+    area_col, ecd_col = ("area_um2", "ecd_um") if pixel_size else ("area_px", "ecd_px")
+    area = use[area_col].to_numpy(float) if len(use) else np.zeros(0)
+    ecd = use[ecd_col].to_numpy(float) if len(use) else np.zeros(0)
+    n_int = sum(num(s.get("n_intercepts")) or 0.0 for s in summaries)
+    length = sum(num(s.get("test_line_length")) or 0.0 for s in summaries)
+    mean_int = length / n_int if n_int > 0 else None
+    na = np.array([num(s.get("n_a")) for s in summaries if num(s.get("n_a")) is not None])
+    na_st = confidence_interval(na)
+    nl = np.array([
+        num(s["n_intercepts"]) / num(s["test_line_length"])
+        for s in summaries
+        if num(s.get("n_intercepts")) and num(s.get("test_line_length"))
+    ])  # fmt: skip
+    nl_st = confidence_interval(nl)
+    mm = pixel_size / 1000.0 if pixel_size else None
+
+    def bounds(mean: float, ci: float, to_g: Callable[[float], float]) -> list[float | None]:
+        if not mm or not math.isfinite(ci):
+            return [None, None]
+        return [to_g(mean - ci) if mean - ci > 0 else None, to_g(mean + ci)]
+
+    out: dict[str, Any] = {
+        "n_grains": int(sum(int(s.get("n_grains") or 0) for s in summaries)),
+        "n_planes": len(summaries),
+        "unit": "um" if pixel_size else "px",
+        "pixel_size_um": pixel_size,
+        "mean_area": num(area.mean()) if area.size else None,
+        "median_area": num(np.median(area)) if area.size else None,
+        "mean_ecd": num(ecd.mean()) if ecd.size else None,
+        "median_ecd": num(np.median(ecd)) if ecd.size else None,
+        "mean_intercept": num(mean_int),
+        "n_a": num(na_st.mean),
+        "astm_g_planimetric": None,
+        "astm_g_planimetric_ci": [None, None],
+        "astm_g_intercept": None,
+        "astm_g_intercept_ci": [None, None],
+        "astm_g_mean_area": None,
+    }
+    if mm:
+        if na_st.n and na_st.mean > 0:
+            out["astm_g_planimetric"] = g_from_na(na_st.mean)
+            out["astm_g_planimetric_ci"] = bounds(na_st.mean, na_st.ci95, g_from_na)
+        if mean_int:
+            out["astm_g_intercept"] = g_from_intercept(mean_int / 1000.0)
+            if nl_st.n:
+                # N_L per µm; a larger N_L is a larger G
+                lo, hi = bounds(nl_st.mean, nl_st.ci95, lambda v: g_from_intercept(1e-3 / v))
+                out["astm_g_intercept_ci"] = [lo, hi]
+        if area.size:
+            out["astm_g_mean_area"] = g_from_mean_area(float(area.mean()) * 1e-6)
+    return out
+
+
+def measure_plane(
+    boundary: np.ndarray, pixel_size: float | None
+) -> tuple[np.ndarray, pd.DataFrame, dict]:
+    """Grain map, grain table and summary of one boundary-probability plane."""
+    from microseg.astm import grain_summary
+    from microseg.grains import grain_map
+    from microseg.measure import grain_table
+
+    labels = grain_map(boundary)
+    table = grain_table(labels, pixel_size_um=pixel_size)
+    summary = grain_summary(labels, pixel_size_um=pixel_size)
+    return labels, table, dict(summary)
+
+
+def cmd_grains(args: argparse.Namespace, progress: Callable[[str], None]) -> dict:
+    """Write the grain map, grain table and summary of every input image."""
+    from microseg.exports import write_table_csv
+    from microseg.io import image_stem, write_tiff
+
+    images = [Path(p) for p in args.images]
+    for p in images:
+        if not p.is_file():
+            raise InputError(f"Input image {p} does not exist.")
+    if args.pixel_size is not None:
+        _pixel_size(args.pixel_size, None)
+    model = load_model_arg(args.model, progress)
+    bidx = boundary_class_index(model.classes)
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    results: list[dict[str, Any]] = []
+    for path in images:
+        image = read_input(path)
+        stem = image_stem(path)
+        ps = _pixel_size(args.pixel_size, image.pixel_size_um)
+        h, w = image.shape_yx
+        nt, nz = image.n_frames, image.n_slices
+        stack = nt * nz > 1
+        maps = np.zeros((nt, nz, h, w), np.uint32)
+        tables, summaries = [], []
+        for t, z, frame in iter_planes(image):
+            where = plane_label(image, t, z)
+            progress(f"{path.name}: grains{' of ' + where if where else ''} ...")
+            proba = np.asarray(model.predict_proba(frame), np.float32)
+            labels, table, summary = measure_plane(proba[bidx], ps)
+            maps[t, z] = labels
+            if stack:
+                table.insert(0, "slice", z)
+                table.insert(0, "frame", t)
+                summary = {"frame": t, "slice": z, **summary}
+            tables.append(table)
+            summaries.append(summary)
+        table = pd.concat(tables, ignore_index=True) if len(tables) > 1 else tables[0]
+        summary = pooled_summary(summaries, table, ps) if stack else dict(summaries[0])
+        if stack:
+            summary["planes"] = summaries
+        prov = model_provenance(args.model, model, input=str(path), pixel_size_um=ps,
+                                pixel_size_source="--pixel-size" if args.pixel_size is not None
+                                else ("file" if ps else None),
+                                grain_map="microseg.grains.grain_map defaults")  # fmt: skip
+        top = int(maps.max())
+        dtype = np.uint16 if top <= np.iinfo(np.uint16).max else np.uint32
+        squeeze = tuple(i for i, n in enumerate((nt, nz)) if n == 1)
+        gpath = write_tiff(out_dir / f"{stem}_grains.tif", maps.astype(dtype).squeeze(squeeze),
+                           stack_axes(image), pixel_size_um=ps, metadata=prov,
+                           compression="zlib")  # fmt: skip
+        cpath, _ = write_table_csv(table, out_dir / f"{stem}_grains.csv", prov)
+        summary["provenance"] = prov
+        spath = out_dir / f"{stem}_summary.json"
+        spath.write_text(json.dumps(_clean(summary), indent=1), encoding="utf-8")
+        g_p, g_i = summary.get("astm_g_planimetric"), summary.get("astm_g_intercept")
+        progress(
+            f"{path.name}: {summary['n_grains']} grains"
+            + (f", G planimetric {g_p:.2f}, G intercept {g_i:.2f}" if g_p and g_i else "")
+        )
+        results.append({
+            "input": str(path), "grains": str(gpath), "table": str(cpath), "summary": str(spath),
+            "n_grains": summary["n_grains"], "astm_g_planimetric": g_p, "astm_g_intercept": g_i,
+        })  # fmt: skip
+    return {"model": args.model, "outputs": results}
+
+
+def _clean(obj: Any) -> Any:
+    """JSON-ready: numpy scalars to Python, NaN/inf to null."""
+    if isinstance(obj, dict):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _clean(obj.tolist())
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj

@@ -1,0 +1,175 @@
+"""``microseg grains`` on a synthetic grain sample: grain map TIFF, grain table, summary JSON
+with ASTM G values, stacks, provenance and one-sentence errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import tifffile
+from PIL import Image
+
+from microseg.astm import grain_summary
+from microseg.cli import main
+from microseg.io import read_provenance
+from microseg.modelfile import file_hash
+from tests.conftest import ROOT
+from tests.test_cmd_predict_train import grain_strokes
+
+pytestmark = pytest.mark.timeout(300)
+
+SUMMARY_KEYS = {"n_grains", "mean_area", "mean_ecd", "mean_intercept", "astm_g_planimetric",
+                "astm_g_intercept", "unit"}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def sample(tmp_path_factory):
+    d = tmp_path_factory.mktemp("grains")
+    assert main(["synth", "--kind", "grains", "--out", str(d), "--seed", "0"]) == 0
+    bnd = tifffile.imread(d / "boundaries.tif")
+    tifffile.imwrite(d / "strokes.tif", grain_strokes(bnd))
+    model = d / "rf.safetensors"
+    rc = main(["train", "--method", "rf", "--task", "grains", "--out", str(model),
+               "--images", str(d / "image.tif"), "--labels", str(d / "strokes.tif")])  # fmt: skip
+    assert rc == 0
+    truth = json.loads((d / "truth.json").read_text())
+    return d, model, truth
+
+
+@pytest.fixture(scope="module")
+def grains_run(sample, tmp_path_factory):
+    d, model, _ = sample
+    out = tmp_path_factory.mktemp("out")
+    rc = main(["grains", "--model", str(model), "--out", str(out), "--pixel-size", "0.5",
+               str(d / "image.tif")])  # fmt: skip
+    assert rc == 0
+    return out
+
+
+def test_grain_map_tiff(grains_run, sample):
+    labels = tifffile.imread(grains_run / "image_grains.tif")
+    assert labels.shape == (512, 512) and labels.dtype == np.uint16
+    ids = np.unique(labels)
+    assert ids[0] == 0 and np.array_equal(ids[1:], np.arange(1, ids.size))  # 1..N, 0 = boundary
+    # the synthetic microstructure has 160 grains; a random forest gets the right magnitude
+    assert 60 < ids.size - 1 < 400
+    prov = read_provenance(grains_run / "image_grains.tif")
+    assert prov["model_sha256"] == file_hash(sample[1])
+    assert prov["parameters"]["pixel_size_um"] == 0.5
+
+
+def test_grain_table_one_row_per_grain(grains_run):
+    labels = tifffile.imread(grains_run / "image_grains.tif")
+    table = pd.read_csv(grains_run / "image_grains.csv")
+    assert len(table) == int(labels.max())
+    assert sorted(table["label"]) == list(range(1, int(labels.max()) + 1))
+    assert "touches_border" in table.columns
+    edge = set(np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])))
+    flagged = set(table.loc[table["touches_border"].astype(bool), "label"])
+    assert (edge - {0}) <= flagged
+    np.testing.assert_allclose(table["area_um2"], table["area_px"] * 0.25)
+    side = json.loads((grains_run / "image_grains.json").read_text())
+    assert side["microseg_version"] and side["model_sha256"]
+
+
+def test_summary_matches_the_grain_map(grains_run):
+    summary = json.loads((grains_run / "image_summary.json").read_text())
+    assert SUMMARY_KEYS <= set(summary)
+    assert summary["unit"] == "um"
+    labels = tifffile.imread(grains_run / "image_grains.tif")
+    ref = grain_summary(labels, pixel_size_um=0.5)
+    assert summary["n_grains"] == ref["n_grains"] == int(labels.max())
+    for key in ("mean_area", "mean_intercept", "astm_g_planimetric", "astm_g_intercept"):
+        assert summary[key] == pytest.approx(ref[key])
+    lo, hi = summary["astm_g_planimetric_ci"]
+    assert lo < summary["astm_g_planimetric"] < hi
+    # E112: the planimetric and intercept G of an equiaxed structure agree within a unit
+    assert abs(summary["astm_g_planimetric"] - summary["astm_g_intercept"]) < 1.0
+    assert summary["provenance"]["model_sha256"]
+
+
+def test_g_close_to_ground_truth(grains_run, sample):
+    d = sample[0]
+    truth_labels = tifffile.imread(d / "grain_labels.tif")
+    ref = grain_summary(truth_labels, pixel_size_um=0.5)
+    summary = json.loads((grains_run / "image_summary.json").read_text())
+    # faint boundaries make a random forest merge grains: G within 1.5 of the truth
+    assert abs(summary["astm_g_intercept"] - ref["astm_g_intercept"]) < 1.5
+
+
+def test_no_pixel_size_gives_px_and_null_g(sample, tmp_path):
+    d, model, _ = sample
+    png = tmp_path / "plain.png"
+    Image.fromarray(tifffile.imread(d / "image.tif")[:200, :256]).save(png)
+    assert main(["grains", "--model", str(model), "--out", str(tmp_path / "o"), str(png)]) == 0
+    summary = json.loads((tmp_path / "o" / "plain_summary.json").read_text())
+    assert summary["unit"] == "px"
+    assert summary["astm_g_planimetric"] is None and summary["astm_g_intercept"] is None
+    assert summary["mean_area"] > 0 and summary["mean_intercept"] > 0
+    table = pd.read_csv(tmp_path / "o" / "plain_grains.csv")
+    assert table["area_um2"].isna().all()
+
+
+def test_stack_is_measured_per_frame(sample, tmp_path):
+    d, model, _ = sample
+    img = tifffile.imread(d / "image.tif")
+    stack = np.stack([img[:160, :192], img[300:460, 200:392]])
+    tifffile.imwrite(tmp_path / "fields.tif", stack, imagej=True, metadata={"axes": "TYX"})
+    out = tmp_path / "o"
+    assert main(["grains", "--model", str(model), "--out", str(out), "--pixel-size", "0.5",
+                 str(tmp_path / "fields.tif")]) == 0  # fmt: skip
+    labels = tifffile.imread(out / "fields_grains.tif")
+    assert labels.shape == (2, 160, 192)
+    table = pd.read_csv(out / "fields_grains.csv")
+    assert set(table["frame"]) == {0, 1}
+    for t in (0, 1):
+        assert (table["frame"] == t).sum() == int(labels[t].max())
+    summary = json.loads((out / "fields_summary.json").read_text())
+    assert len(summary["planes"]) == 2
+    assert summary["n_grains"] == sum(p["n_grains"] for p in summary["planes"])
+    gs = [p["astm_g_intercept"] for p in summary["planes"]]
+    assert min(gs) - 0.5 < summary["astm_g_intercept"] < max(gs) + 0.5
+
+
+def test_model_without_boundary_class_exit_2(sample, tmp_path, capsys):
+    d, _, _ = sample
+    model = tmp_path / "phases.safetensors"
+    assert main(["train", "--method", "rf", "--task", "semantic", "--classes", "ferrite,pearlite",
+                 "--out", str(model), "--images", str(d / "image.tif"),
+                 "--labels", str(d / "strokes.tif")]) == 0  # fmt: skip
+    capsys.readouterr()
+    assert main(["grains", "--model", str(model), "--out", str(tmp_path / "o"),
+                 str(d / "image.tif")]) == 2  # fmt: skip
+    err = capsys.readouterr().err
+    assert "grain boundary class" in err and "Traceback" not in err
+
+
+def test_bad_pixel_size_and_missing_builtin_exit_2(sample, tmp_path, capsys):
+    d, model, _ = sample
+    assert main(["grains", "--model", str(model), "--out", str(tmp_path), "--pixel-size", "-1",
+                 str(d / "image.tif")]) == 2  # fmt: skip
+    assert "--pixel-size" in capsys.readouterr().err
+    assert main(["grains", "--model", "builtin:nothing", "--out", str(tmp_path),
+                 str(d / "image.tif")]) == 2  # fmt: skip
+    assert "built-in" in capsys.readouterr().err
+
+
+def test_python_m_microseg_grains(sample, tmp_path):
+    d, model, _ = sample
+    img = tifffile.imread(d / "image.tif")[:192, :192]
+    tifffile.imwrite(tmp_path / "crop.tif", img)
+    proc = subprocess.run(
+        [sys.executable, "-m", "microseg", "grains", "--model", str(model), "--out",
+         str(tmp_path / "o"), "--pixel-size", "0.5", str(tmp_path / "crop.tif")],
+        capture_output=True, text=True, cwd=ROOT, timeout=240,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "grains" in proc.stderr  # progress on stderr
+    result = json.loads(proc.stdout)
+    assert result["outputs"][0]["n_grains"] > 0
+    for suffix in ("_grains.tif", "_grains.csv", "_summary.json"):
+        assert (tmp_path / "o" / f"crop{suffix}").is_file()
