@@ -1,0 +1,209 @@
+"""AppTest of the Nuclei page: segment, select, correct, run a series with Stop, track, export."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+import zipfile
+
+import numpy as np
+import pandas as pd
+import pytest
+import tifffile
+from roifile import roiread
+
+from tests.apphelpers import new_app
+
+pytestmark = pytest.mark.timeout(180)
+
+
+@pytest.fixture(scope="module")
+def rf_model(tmp_path_factory):
+    """A random forest trained on ground truth of a small synthetic series."""
+    from microseg.segmenter import load_segmenter
+    from tests.nuclei_fixtures import small_series, train_rf_model
+
+    return load_segmenter(train_rf_model(tmp_path_factory.mktemp("rf"), small_series()))
+
+
+def nuclei_page(model=None):
+    at = new_app()
+    at.button(key="open_synthetic-nuclei-series").click().run()
+    if model is not None:
+        at.session_state["models"] = {"classical": model}
+    at.switch_page("pages/4_Nuclei.py").run()
+    assert not at.exception
+    return at
+
+
+def _texts(at) -> str:
+    return " ".join(m.value for m in at.markdown)
+
+
+def test_without_a_model_the_page_says_what_to_do():
+    from webui.models import builtin_available
+
+    at = nuclei_page()
+    info = " ".join(i.value for i in at.info)
+    if not builtin_available("nuclei"):
+        assert "No nuclei model yet" in info
+        assert any("no built-in nuclei model installed" in c.value for c in at.caption)
+        assert at.button(key="nuc_seg_frame").disabled
+    assert not at.error
+
+
+def test_bad_model_file_gives_one_sentence():
+    at = nuclei_page()
+    at.file_uploader(key="nuc_model_upload").set_value(
+        ("model.safetensors", b"\x80\x04not a model at all", "application/octet-stream")
+    )
+    at.run()
+    assert not at.exception
+    assert len(at.error) == 1
+    assert at.error[0].value.rstrip().endswith(".") and "Traceback" not in at.error[0].value
+
+
+def test_segment_frame_select_and_correct(rf_model):
+    at = nuclei_page(rf_model)
+    at.button(key="nuc_seg_frame").click().run()
+    assert not at.exception and not at.error
+    res = at.session_state["nuclei_result"]
+    labels = res.labels[0]
+    truth = at.session_state["ground_truth"]["labels"][0]
+    n = len(np.unique(labels[labels > 0]))
+    assert abs(n - len(np.unique(truth[truth > 0]))) <= 4
+    assert f"Frame 0: {n} nuclei" in _texts(at)
+    rows = res.frame_rows(0)
+    assert len(rows) == n and rows["area_um2"].notna().all()  # the sample has 0.65 µm/px
+    assert len(at.get("plotly_chart")) >= 3  # image, histogram, scatter (+ none over time)
+
+    # the range-slider fallback of the histogram selects the largest nuclei
+    areas = rows["area_px"].sort_values()
+    cut = float(areas.iloc[-5]) - 0.5
+    slider = at.slider(key="nuc_range_area_um2_t0_0")
+    lo, hi = slider.value
+    slider.set_value((cut * 0.65**2, hi)).run()
+    assert not at.exception
+    assert "5 nuclei selected" in _texts(at)
+    big = rows.sort_values("area_px")["label"].to_numpy()[-5:]
+    overlay = at.session_state["nuclei_ui"]["overlay"]
+    white = np.all(overlay == 255, axis=-1)
+    for lab in big:  # highlighted outlines are white
+        assert white[labels == lab].any()
+    small = rows.sort_values("area_px")["label"].to_numpy()[0]
+    assert not white[labels == small].any()
+
+    # picking a nucleus shows its row
+    at.number_input(key="nuc_pick").set_value(int(small)).run()
+    shown = [df.value for df in at.dataframe]
+    assert any(len(d) == 6 and int(small) in set(d["label"]) for d in shown)
+
+    # corrections: delete, merge two neighbours, split one across its centre
+    doomed = int(big[0])
+    at.multiselect(key="nuc_del_ids").set_value([doomed]).run()
+    at.button(key="nuc_del").click().run()
+    res = at.session_state["nuclei_result"]
+    assert doomed not in set(res.frame_rows(0)["label"]) and len(res.frame_rows(0)) == n - 1
+    assert f"Frame 0: {n - 1} nuclei" in _texts(at)
+
+    lab = res.labels[0]
+    ids = res.frame_rows(0)["label"].to_numpy()
+    a, b = _touching_pair(lab, ids)
+    at.number_input(key="nuc_merge_a").set_value(a)
+    at.number_input(key="nuc_merge_b").set_value(b).run()
+    at.button(key="nuc_merge").click().run()
+    res = at.session_state["nuclei_result"]
+    assert len(res.frame_rows(0)) == n - 2
+    merged = res.frame_rows(0).set_index("label").loc[min(a, b)]
+    assert merged["area_px"] >= (lab == a).sum() + (lab == b).sum()
+
+    row = res.frame_rows(0).set_index("label").loc[min(a, b)]
+    obj = res.labels[0] == min(a, b)
+    ys, xs = np.nonzero(obj)
+    at.number_input(key="nuc_split_id").set_value(int(min(a, b)))
+    y_mid = int(round(row["y"]))
+    at.number_input(key="nuc_split_y0").set_value(y_mid)
+    at.number_input(key="nuc_split_x0").set_value(int(xs.min()) - 1)
+    at.number_input(key="nuc_split_y1").set_value(y_mid)
+    at.number_input(key="nuc_split_x1").set_value(int(xs.max()) + 1).run()
+    at.button(key="nuc_split_go").click().run()
+    assert not at.exception and not at.error, at.error[0].value if at.error else ""
+    res = at.session_state["nuclei_result"]
+    assert len(res.frame_rows(0)) == n - 1
+    at.button(key="nuc_undo").click().run()
+    assert len(at.session_state["nuclei_result"].frame_rows(0)) == n - 2
+    assert len(at.session_state["nuclei_result"].edits) == 4
+
+
+def _touching_pair(labels: np.ndarray, ids) -> tuple[int, int]:
+    """Two objects that share an edge (else the two closest)."""
+    a, b = labels[:, :-1], labels[:, 1:]
+    sel = (a != b) & (a > 0) & (b > 0)
+    if sel.any():
+        return int(a[sel][0]), int(b[sel][0])
+    return int(ids[0]), int(ids[1])
+
+
+def test_series_with_stop_then_track_and_export(rf_model, tmp_path):
+    at = nuclei_page(rf_model)
+    at.button(key="nuc_seg_all").click().run()
+    job = at.session_state["nuclei_ui"]["job"]
+    deadline = time.time() + 60
+    while job.done < 3 and time.time() < deadline:
+        time.sleep(0.2)
+    at.button(key="nuc_stop").click().run()
+    job.thread.join(60)
+    at.run()
+    assert not at.exception
+    assert at.warning and at.warning[0].value.startswith("Stopped after")
+    res = at.session_state["nuclei_result"]
+    done = res.frames_done
+    assert 3 <= len(done) < 170 and done == list(range(len(done)))
+    assert set(res.table["frame"]) == set(done)
+
+    at.slider(key="nuc_t").set_value(2).run()
+    assert "Frame 2:" in _texts(at)
+    at.radio(key="nuc_scope").set_value("All frames").run()
+    assert not at.exception
+
+    at.button(key="nuc_track").click().run()
+    assert not at.exception and not at.error
+    res = at.session_state["nuclei_result"]
+    assert res.tracks is not None and res.tracks.n_tracks >= res.frame_rows(0).shape[0] - 2
+    assert any("tracks over" in s.value for s in at.success)
+    assert res.track_table is not None and len(res.track_table) == res.tracks.n_tracks
+
+    from webui.nuclei_view import export_bytes
+
+    stack = tifffile.imread(io.BytesIO(export_bytes(res, "labels")))
+    assert stack.shape == (170, 256, 256)
+    np.testing.assert_array_equal(stack[1], res.labels[1])
+    assert not stack[len(done) :].any()
+    tracked = tifffile.imread(io.BytesIO(export_bytes(res, "labels", track_ids=True)))
+    one = res.tracks.links.iloc[0]
+    assert (
+        tracked[int(one["frame"])][stack[int(one["frame"])] == one["label"]] == one["track_id"]
+    ).all()
+    objects = pd.read_csv(io.BytesIO(export_bytes(res, "objects")))
+    assert len(objects) == len(res.table) and "touches_border" in objects
+    frames = pd.read_csv(io.BytesIO(export_bytes(res, "frames")))
+    assert list(frames["frame"]) == done
+    tracks = pd.read_csv(io.BytesIO(export_bytes(res, "tracks")))
+    assert {"track_id", "frame", "label", "parent_track_id"} <= set(tracks.columns)
+    with zipfile.ZipFile(io.BytesIO(export_bytes(res, "trackmate"))) as zf:
+        spots = pd.read_csv(zf.open("tracks_trackmate.csv"))
+        assert {"TRACK_ID", "POSITION_X", "FRAME"} <= set(spots.columns)
+    rois_zip = export_bytes(res, "rois")
+    with zipfile.ZipFile(io.BytesIO(rois_zip)) as zf:
+        assert len(zf.namelist()) == len(res.table)
+    rois_path = tmp_path / "rois.zip"
+    rois_path.write_bytes(rois_zip)
+    assert len(roiread(rois_path)) == len(res.table)
+    png = export_bytes(res, "overlay", overlay=at.session_state["nuclei_ui"]["overlay"])
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    prov = json.loads(export_bytes(res, "provenance"))
+    assert prov["microseg_version"] and prov["parameters"]["frames"] == len(done)
+    with zipfile.ZipFile(io.BytesIO(export_bytes(res, "all"))) as zf:
+        names = set(zf.namelist())
+    assert {"labels.tif", "objects.csv", "objects.json", "tracks.csv", "rois.zip"} <= names
