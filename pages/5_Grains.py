@@ -1,0 +1,7 @@
+"""Grain maps from boundary predictions, ASTM E112 grain size, linked plots, corrections."""
+
+from __future__ import annotations
+
+from webui.grains_view import grains_page
+
+grains_page()

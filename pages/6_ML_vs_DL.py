@@ -1,0 +1,7 @@
+"""A random forest and a U-Net trained on the same strokes, side by side."""
+
+from __future__ import annotations
+
+from webui.grains_view import compare_page
+
+compare_page()

@@ -1,0 +1,217 @@
+"""AppTest: the Grains page (grain map, G with CIs, selection, corrections, pixel size,
+exports) and the ML-vs-DL page (example strokes, both models trained and scored)."""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+
+import numpy as np
+import pandas as pd
+import pytest
+import tifffile
+from PIL import Image
+from scipy import ndimage as ndi
+
+from tests.apphelpers import new_app
+from webui.grains_view import export_zip, grains_in_bins, histogram_bins, summary_json
+
+pytestmark = pytest.mark.timeout(300)
+
+GRAINS = "pages/5_Grains.py"
+COMPARE = "pages/6_ML_vs_DL.py"
+
+
+def _grain_app():
+    at = new_app()
+    at.button(key="open_synthetic-grains").click().run()
+    at.switch_page(GRAINS).run()
+    assert not at.exception
+    assert not at.error, at.error[0].value
+    return at
+
+
+def _metric(at, label: str) -> str:
+    return next(m.value for m in at.metric if m.label == label)
+
+
+def _neighbours(labels: np.ndarray) -> tuple[int, int]:
+    """Two grains that meet across a boundary pixel away from the image edge."""
+    big = labels.max() + 1
+    lo = ndi.minimum_filter(np.where(labels == 0, big, labels), size=3)
+    hi = ndi.maximum_filter(labels, size=3)
+    cand = (labels == 0) & (lo < big) & (hi > 0) & (lo != hi)
+    cand[:20], cand[-20:], cand[:, :20], cand[:, -20:] = False, False, False, False
+    y, x = np.argwhere(cand)[len(np.argwhere(cand)) // 2]
+    return int(lo[y, x]), int(hi[y, x])
+
+
+def test_grains_page_needs_an_image():
+    at = new_app()
+    at.switch_page(GRAINS).run()
+    assert not at.exception
+    assert "home page" in at.info[0].value
+
+
+def test_grain_map_and_astm_summary_from_ground_truth():
+    at = _grain_app()
+    res = at.session_state["grain_result"]
+    labels = res["labels"]
+    assert labels.shape == (512, 512)
+    n = int(labels.max())
+    assert 140 <= n <= 180  # the sample has 160 grains
+    assert _metric(at, "Grains") == str(n)
+    g_plan = float(_metric(at, "G planimetric (E112)"))
+    g_int = float(_metric(at, "G intercept (E112)"))
+    assert 6 < g_plan < 10 and abs(g_plan - g_int) < 1
+    captions = " ".join(c.value for c in at.caption)
+    assert "95 % CI" in captions and "Heyn test lines" in captions
+    assert len(res["table"]) == n and "touches_border" in res["table"].columns
+    # the summary JSON carries provenance
+    summary = json.loads(summary_json(res))
+    assert summary["provenance"]["microseg_version"] and summary["unit"] == "um"
+    assert summary["n_grains"] == n
+
+
+def test_exports_carry_the_grain_map_table_summary_and_report():
+    at = _grain_app()
+    res = at.session_state["grain_result"]
+    base = np.zeros((*res["labels"].shape, 3), np.uint8)
+    zf = zipfile.ZipFile(io.BytesIO(export_zip(res, base, "sample")))
+    names = set(zf.namelist())
+    assert {"sample_grains.tif", "sample_grains.csv", "sample_grains.json",
+            "sample_summary.json", "sample_report.png"} <= names  # fmt: skip
+    with tifffile.TiffFile(io.BytesIO(zf.read("sample_grains.tif"))) as tif:
+        labels = tif.asarray()
+        info = json.loads(tif.imagej_metadata["Info"])
+    np.testing.assert_array_equal(labels, res["labels"])
+    assert info["parameters"]["pixel_size_um"] == 0.5 and info["microseg_version"]
+    table = pd.read_csv(io.BytesIO(zf.read("sample_grains.csv")))
+    assert len(table) == int(labels.max())
+    side = json.loads(zf.read("sample_grains.json"))
+    assert side["n_rows"] == len(table) and side["model"] == "truth"
+    report = Image.open(io.BytesIO(zf.read("sample_report.png")))
+    assert report.size[0] > 1000 and report.size[1] > 600
+
+
+def test_histogram_bins_select_the_grains_they_count():
+    rng = np.random.default_rng(0)
+    area = rng.lognormal(5, 0.7, 300)
+    for log in (False, True):
+        edges = histogram_bins(area, log=log)
+        counts, _ = np.histogram(np.log10(area) if log else area, bins=edges)
+        for b in (0, int(np.argmax(counts)), len(counts) - 1):
+            assert grains_in_bins(area, edges, [b], log).sum() == counts[b]
+        assert grains_in_bins(area, edges, list(range(len(counts))), log).all()
+
+
+def test_grains_page_on_a_series_without_grain_model():
+    at = new_app()
+    at.button(key="open_synthetic-nuclei-series").click().run()
+    at.switch_page(GRAINS).run()
+    assert not at.exception and not at.error
+    assert "no grain-boundary model" in at.info[0].value
+    at.switch_page(COMPARE).run()
+    assert not at.exception and not at.error
+    assert at.button(key="cmp_run").disabled
+
+
+def test_select_a_grain_by_id_shows_its_row():
+    at = _grain_app()
+    at.number_input(key="grains_pick_id").set_value(7).run()
+    assert not at.exception
+    assert at.session_state["grains_ui"]["selected"] == [7]
+    assert "1 grain(s) selected" in at.success[0].value
+    rows = [df for df in at.dataframe if len(df.value) == 1]
+    assert rows and int(rows[0].value["label"].iloc[0]) == 7
+    at.button(key="grains_clear_sel").click().run()
+    assert at.session_state["grains_ui"]["selected"] == []
+
+
+def test_corrections_update_grains_and_g():
+    at = _grain_app()
+    labels = at.session_state["grain_result"]["labels"]
+    n0 = int(labels.max())
+    a, b = _neighbours(labels)
+    at.number_input(key="grains_rm_a").set_value(a)
+    at.number_input(key="grains_rm_b").set_value(b)
+    at.button(key="grains_rm_ids").click().run()
+    assert not at.exception and not at.error
+    assert int(at.session_state["grain_result"]["labels"].max()) == n0 - 1
+    assert _metric(at, "Grains") == str(n0 - 1)
+    # split the largest grain along a line through it, from edge to edge of its box
+    table = at.session_state["grain_result"]["table"]
+    big = table.loc[table["area_px"].idxmax()]
+    lab = at.session_state["grain_result"]["labels"]
+    ys, xs = np.nonzero(lab == int(big["label"]))
+    y = int(round(big["y"]))
+    row = xs[ys == y]
+    at.number_input(key="grains_add_x0").set_value(int(row.min()) - 2)
+    at.number_input(key="grains_add_y0").set_value(y)
+    at.number_input(key="grains_add_x1").set_value(int(row.max()) + 2)
+    at.number_input(key="grains_add_y1").set_value(y)
+    at.button(key="grains_add").click().run()
+    assert not at.exception and not at.error, at.error
+    assert int(at.session_state["grain_result"]["labels"].max()) == n0
+    assert len(at.session_state["grains_ui"]["edits"]) == 2
+    at.button(key="grains_undo").click().run()
+    assert int(at.session_state["grain_result"]["labels"].max()) == n0 - 1
+    # merge two selected grains (as picked on the map)
+    lab = at.session_state["grain_result"]["labels"]
+    a2, b2 = _neighbours(lab)
+    at.session_state["grains_ui"]["selected"] = [a2, b2]
+    at.run()
+    at.button(key="grains_rm_sel").click().run()
+    assert not at.exception and not at.error
+    assert int(at.session_state["grain_result"]["labels"].max()) == n0 - 2
+    # an impossible correction is one sentence, not a traceback
+    at.number_input(key="grains_rm_a").set_value(a)
+    at.number_input(key="grains_rm_b").set_value(a)
+    at.button(key="grains_rm_ids").click().run()
+    assert not at.exception
+    assert len(at.error) == 1 and at.error[0].value.endswith(".")
+
+
+def test_pixel_size_from_scale_bar_changes_units():
+    at = _grain_app()
+    at.number_input(key="grains_bar_px").set_value(100.0)
+    at.number_input(key="grains_bar_um").set_value(25.0)
+    at.button(key="grains_bar_use").click().run()
+    assert not at.exception
+    assert at.session_state["pixel_size_override"] == pytest.approx(0.25)
+    assert at.session_state["grain_result"]["pixel_size"] == pytest.approx(0.25)
+    # a 2x smaller pixel gives 4x more grains per mm², i.e. G larger by 2
+    assert float(_metric(at, "G planimetric (E112)")) == pytest.approx(8.01 + 2, abs=0.02)
+
+
+def test_compare_page_trains_both_models_on_example_strokes():
+    at = new_app()
+    at.button(key="open_synthetic-grains").click().run()
+    at.switch_page(COMPARE).run()
+    assert not at.exception
+    assert at.button(key="cmp_run").disabled  # no strokes yet
+    at.button(key="cmp_example_strokes").click().run()
+    strokes = next(iter(at.session_state["strokes"].values()))
+    assert set(np.unique(strokes)) == {0, 1, 2} and (strokes > 0).mean() < 0.03
+    at.number_input(key="cmp_seconds").set_value(2)
+    at.checkbox(key="cmp_scratch").check()
+    at.button(key="cmp_run").click().run(timeout=240)
+    assert not at.exception
+    assert not at.error, at.error[0].value
+    res = at.session_state["compare_result"]
+    assert set(res["models"]) == {"classical", "deep", "scratch"}
+    scores = res["scores"].set_index("grain map")
+    assert "ground truth" in scores.index
+    rf = scores.loc["Classical ML (random forest)"]
+    assert 0 < rf["boundary F1 (2 px)"] <= 1
+    assert np.isfinite(rf["KS distance (log area)"])
+    assert any(m.label == "Boundary F1" for m in at.metric)
+    # the comparison's models can be measured on the Grains page
+    at.switch_page(GRAINS).run()
+    label = "From the ML vs DL page: Classical ML (random forest)"
+    assert label in at.selectbox(key="grains_model").options
+    at.selectbox(key="grains_model").set_value(label).run()
+    assert not at.exception and not at.error
+    n = int(at.session_state["grain_result"]["labels"].max())
+    assert n == int(res["labels"]["classical"].max())

@@ -1,0 +1,131 @@
+"""Real browser: load the grain sample, train both models on the ML-vs-DL page with example
+strokes from the ground truth, then select a histogram bar on the Grains page and see the
+grains highlighted."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.e2e.browser import no_traceback, settle
+from tests.e2e.conftest import SHOTS
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
+
+
+def _full_shot(page, name: str) -> None:
+    """Screenshot of the whole page (Streamlit scrolls inside its own container)."""
+    height = page.evaluate(
+        "() => document.querySelector('[data-testid=\"stMainBlockContainer\"]').scrollHeight"
+    )
+    page.set_viewport_size({"width": 1400, "height": min(max(1000, height + 100), 6000)})
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(SHOTS / name), full_page=True)
+    page.set_viewport_size({"width": 1400, "height": 1000})
+
+
+def _nav(page, name: str) -> None:
+    page.get_by_test_id("stSidebarNav").get_by_text(name, exact=True).click()
+
+
+def _yellow_pixels(page, key: str) -> int:
+    """Yellow (selected) pixels in the grain-map image of the plotly chart ``key``."""
+    return page.locator(f".st-key-{key} .js-plotly-plot").evaluate(
+        """async el => {
+            const img = el.querySelector('image');
+            const src = img.getAttribute('href') || img.getAttribute('xlink:href');
+            const im = new Image(); im.src = src; await im.decode();
+            const c = document.createElement('canvas'); c.width = im.width; c.height = im.height;
+            const g = c.getContext('2d'); g.drawImage(im, 0, 0);
+            const d = g.getImageData(0, 0, c.width, c.height).data;
+            let n = 0;
+            for (let i = 0; i < d.length; i += 4)
+                if (d[i] > 160 && d[i + 1] > 145 && d[i + 2] < 90) n++;
+            return n; }"""
+    )
+
+
+def test_compare_models_and_linked_histogram(page):
+    page.goto(page.base_url, wait_until="domcontentloaded")
+    expect(page.get_by_role("heading", name="microseg", exact=True)).to_be_visible(timeout=60_000)
+    settle(page)
+    page.locator(".st-key-open_synthetic-grains button").click()
+    expect(page.get_by_text(re.compile(r"^Opened sample:"))).to_be_visible(timeout=60_000)
+    settle(page)
+
+    # ML vs DL: example strokes from the ground truth, a 3 s U-Net budget, run both
+    _nav(page, "ML vs DL")
+    expect(page.get_by_role("heading", name="Machine learning vs deep learning")).to_be_visible(
+        timeout=60_000
+    )
+    settle(page)
+    page.get_by_role("button", name="Use example strokes from the ground truth").click()
+    expect(page.get_by_text(re.compile(r"^Strokes: grain interior"))).to_be_visible(timeout=60_000)
+    settle(page)
+    budget = page.get_by_label("Deep-learning training budget (s)")
+    budget.fill("3")
+    budget.press("Enter")
+    settle(page)
+    page.get_by_role("button", name="Train both models and compare").click()
+    expect(page.get_by_role("heading", name="Size distributions")).to_be_visible(timeout=150_000)
+    expect(page.get_by_test_id("stDataFrame").last).to_be_visible(timeout=60_000)
+    settle(page, 120_000)
+    no_traceback(page)
+    assert page.get_by_text("Boundary F1").count() >= 2
+    expect(page.get_by_role("heading", name="Classical ML (random forest)")).to_be_visible()
+    expect(page.get_by_role("heading", name="Deep learning (U-Net)")).to_be_visible()
+    page.locator(".st-key-cmp_dist .js-plotly-plot").wait_for(timeout=30_000)
+    _full_shot(page, "grains_compare.png")
+    page.locator(".st-key-cmp_dist").screenshot(path=str(SHOTS / "grains_compare_dist.png"))
+
+    # Grains page: the comparison's random forest, pick the tallest histogram bar
+    _nav(page, "Grains")
+    expect(page.get_by_role("heading", name="Grains", exact=True)).to_be_visible(timeout=60_000)
+    hist = page.locator(".st-key-grains_hist_area .js-plotly-plot")
+    hist.locator(".bars path").first.wait_for(state="attached", timeout=60_000)
+    page.locator(".st-key-grains_map .js-plotly-plot image").wait_for(
+        state="attached", timeout=60_000
+    )
+    settle(page, 120_000)
+    no_traceback(page)
+    before = _yellow_pixels(page, "grains_map")
+    heights = hist.locator(".bars path").evaluate_all(
+        "ps => ps.map(p => p.getBoundingClientRect().height)"
+    )
+    tallest = max(range(len(heights)), key=heights.__getitem__)
+    box = hist.locator(".bars path").nth(tallest).bounding_box()
+    # plotly's drag layer lies over the bars: click at the bar's position
+    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    expect(page.get_by_text(re.compile(r"grain\(s\) selected"))).to_be_visible(timeout=60_000)
+    settle(page, 120_000)
+    no_traceback(page)
+    n_sel = int(re.match(r"(\d+)", page.get_by_text(re.compile(r"grain\(s\) selected"))
+                         .inner_text()).group(1))  # fmt: skip
+    assert n_sel >= 1
+    page.wait_for_function(
+        """() => { const i = document.querySelector('.st-key-grains_map .js-plotly-plot image');
+                   return i && (i.getAttribute('href') || '').length > 100; }""",
+        timeout=30_000,
+    )
+    assert _yellow_pixels(page, "grains_map") > before + 100 * n_sel
+    _full_shot(page, "grains_page.png")
+    page.locator(".st-key-grains_map").screenshot(path=str(SHOTS / "grains_map_selected.png"))
+
+    # click one grain's marker on the map: that grain alone is selected and its row shown
+    page.get_by_role("button", name="Clear selection").click()
+    expect(page.get_by_text(re.compile(r"grain\(s\) selected"))).to_have_count(0, timeout=60_000)
+    settle(page, 120_000)
+    page.locator(".st-key-grains_map").scroll_into_view_if_needed()
+    page.wait_for_timeout(300)
+    marker = page.locator(".st-key-grains_map .scatterlayer .points path").nth(40)
+    box = marker.bounding_box()
+    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    expect(page.get_by_text("1 grain(s) selected (highlighted in yellow).")).to_be_visible(
+        timeout=60_000
+    )
+    settle(page, 120_000)
+    no_traceback(page)
+    expect(page.get_by_test_id("stDataFrame").first).to_be_visible()  # the grain's row
+    assert not page.errors
