@@ -704,7 +704,7 @@ def suggest_regions(
     for i in range(len(order)):  # over candidate windows until n are found
         if len(chosen) >= n:
             break
-        if taken[i] or sc[i] <= 0:
+        if taken[i] or sc[i] <= 1e-6:
             continue
         by, bx = int(cy[i]), int(cx[i])
         chosen.append((by, bx, by + size, bx + size))

@@ -64,6 +64,10 @@ def test_learns_two_classes_from_strokes(trained):
     assert f1(classes == 2, truth) > 0.9
     assert model.classes == ["background", "nucleus"]
     assert model.metadata["training"]["stroke_pixels"]["nucleus"] > 0
+    from microseg.segmenter import Segmenter, predict_classes
+
+    assert isinstance(model, Segmenter)
+    np.testing.assert_array_equal(predict_classes(model, img), classes)
 
 
 def test_generalises_to_another_image_with_other_brightness(trained):

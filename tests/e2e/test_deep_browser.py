@@ -7,9 +7,8 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from tests.e2e.browser import no_traceback, settle
+from tests.e2e.browser import no_traceback, open_annotate, paint_nuclei_strokes, settle
 from tests.e2e.conftest import SHOTS
-from tests.e2e.test_annotate_browser import _targets, stroke
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(500)]
 
@@ -19,31 +18,12 @@ def _progress_text(page) -> str:
 
 
 def test_train_stop_continue_unet_and_inspect(page):
-    bg, fgs = _targets()
-    page.goto(page.base_url, wait_until="domcontentloaded")
-    page.locator(".st-key-open_synthetic-nuclei-series button").click()
-    expect(page.get_by_text(re.compile(r"^Opened sample: Synthetic nuclei"))).to_be_visible(
-        timeout=60_000
-    )
-    settle(page)
-    page.get_by_test_id("stSidebarNav").get_by_text("Annotate").click()
-    upper = page.locator("[data-testid='stBidiComponentIsolated'] canvas.upper-canvas")
-    expect(upper).to_be_visible(timeout=60_000)
-    settle(page)
-    stroke(page, upper, bg)
-    settle(page)
-    page.get_by_test_id("stSidebar").get_by_text("nucleus", exact=True).click()
-    settle(page)
-    for fg in fgs:
-        stroke(page, upper, fg)
-        settle(page)
+    paint_nuclei_strokes(page, open_annotate(page))
 
     page.get_by_test_id("stButtonGroup").get_by_text("Deep learning", exact=True).click()
     settle(page)
     page.get_by_role("button", name="Train U-Net").click()
-    expect(page.get_by_text(re.compile(r"^Training the U-Net: step"))).to_be_visible(
-        timeout=60_000
-    )
+    expect(page.get_by_text(re.compile(r"^Training the U-Net: step"))).to_be_visible(timeout=60_000)
     first = _progress_text(page)
     page.wait_for_function(
         """(t) => [...document.querySelectorAll('p, div')].some(
@@ -58,9 +38,7 @@ def test_train_stop_continue_unet_and_inspect(page):
     no_traceback(page)
 
     page.get_by_role("button", name="Continue training").click()
-    expect(page.get_by_text(re.compile(r"^Training the U-Net: step"))).to_be_visible(
-        timeout=60_000
-    )
+    expect(page.get_by_text(re.compile(r"^Training the U-Net: step"))).to_be_visible(timeout=60_000)
     page.wait_for_timeout(4000)
     page.get_by_role("button", name=re.compile(r"^Stop")).click()
     expect(page.get_by_role("button", name="Continue training")).to_be_enabled(timeout=90_000)
