@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import os
 from pathlib import Path
 
 import streamlit as st
@@ -30,4 +32,13 @@ navigation = st.navigation(
         if (ROOT / file).is_file()
     ]
 )
-navigation.run()
+try:
+    navigation.run()
+except Exception as exc:  # noqa: BLE001 - last resort: one sentence, never a traceback
+    if os.environ.get("MICROSEG_RAISE_ERRORS"):  # tests want to see the real error
+        raise
+    logging.getLogger("microseg").exception("unexpected error on a page")
+    st.error(
+        f"This page hit an unexpected problem ({type(exc).__name__}: {exc}). "
+        "Your image, strokes and models are kept; try again or report it."
+    )

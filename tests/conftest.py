@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+# pages re-raise unexpected errors under test (the app shows one sentence to users)
+os.environ.setdefault("MICROSEG_RAISE_ERRORS", "1")
 
 
 def shared_data_dir() -> Path | None:

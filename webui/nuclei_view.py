@@ -257,6 +257,7 @@ def model_sidebar(image: MicroImage) -> dict[str, Any] | None:
         mid = load_model_upload(up.name, up.getvalue())
         if mid:
             ui()["model_id"] = mid
+            ui()["select_model_id"] = True  # a freshly loaded model becomes the selected one
     if up is not None and ui().get("model_upload_error"):
         st.error(ui()["model_upload_error"])
     options = model_options()
@@ -271,6 +272,8 @@ def model_sidebar(image: MicroImage) -> dict[str, Any] | None:
     labels = list(options)
     want = ui().get("model_id")
     index = list(options.values()).index(want) if want in options.values() else 0
+    if ui().pop("select_model_id", False):
+        st.session_state["nuc_model"] = labels[index]
     label = st.selectbox("Nuclei model", labels, index=index, key="nuc_model")
     ui()["model_id"] = options[label]
     st.subheader("Instances")

@@ -90,10 +90,27 @@ def feature_selector():
         return default
 
 
+def class_styles(model_classes: list[str], classes: list[dict]) -> list[dict]:
+    """Name and colour per class of a model: the user's colour where the names match."""
+    from microseg.tasks import PALETTE
+
+    by_name = {c["name"]: c["colour"] for c in classes}
+    styles = []
+    for k, name in enumerate(model_classes):
+        colour = by_name.get(name) or (classes[k]["colour"] if k < len(classes) else None)
+        styles.append({"name": name, "colour": colour or PALETTE[k % len(PALETTE)]})
+    return styles
+
+
 def show_prediction(image: MicroImage, t: int, proba: np.ndarray, classes: list[dict], key: str):
-    """Overlay, outlines, probability maps, uncertainty and where to paint next."""
+    """Overlay, outlines, probability maps, uncertainty and where to paint next.
+
+    ``classes`` must describe the model's classes (one per probability map).
+    """
     from microseg.classical import area_fractions, suggest_regions, uncertainty
 
+    if len(classes) < proba.shape[0]:
+        classes = class_styles([f"class {k + 1}" for k in range(proba.shape[0])], classes)
     names = [c["name"] for c in classes]
     colours = [c["colour"] for c in classes]
     class_map = (np.argmax(proba, axis=0) + 1).astype(np.uint8)
@@ -220,7 +237,12 @@ def _deep_panel(image, t, strokes, names, task, classes):
         disabled=model is None or problem is not None,
         help="Continue from the current network with the strokes as they are now.",
     ):
-        job.continue_training(targets=[strokes], images=[image.frame(t)], seconds=seconds)
+        if job is not None and job.result is model:
+            job.continue_training(targets=[strokes], images=[image.frame(t)], seconds=seconds)
+        else:  # a model loaded from a file: fine-tune it
+            training.start_deep_training(
+                image, t, strokes, names, task, seconds, from_builtin=False, init=model
+            )
         st.rerun()
     if problem:
         st.info(problem)
@@ -228,7 +250,7 @@ def _deep_panel(image, t, strokes, names, task, classes):
     if proba is not None:
         if job is not None and job.progress.losses:
             st.plotly_chart(_loss_figure(job.progress), key="dl_loss_done")
-        show_prediction(image, t, proba, classes, "dl")
+        show_prediction(image, t, proba, class_styles(model.classes, classes), "dl")
 
 
 @st.fragment(run_every=1.5)

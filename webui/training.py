@@ -53,13 +53,17 @@ def start_deep_training(
     task: str,
     seconds: float,
     from_builtin: bool,
+    init=None,
 ):
-    """Start U-Net training in the background; returns the job (kept in session state)."""
+    """Start U-Net training in the background; returns the job (kept in session state).
+
+    ``init`` (a U-Net) is fine-tuned when given; else the task's built-in model when
+    ``from_builtin`` and one is installed; else a new network.
+    """
     from microseg.deep import TrainConfig, TrainingJob
     from webui.models import builtin_available, builtin_model
 
-    init = None
-    if from_builtin and task in ("nuclei", "grains") and builtin_available(task):
+    if init is None and from_builtin and task in ("nuclei", "grains") and builtin_available(task):
         init = builtin_model(task)
     frame = image.frame(t)
     job = TrainingJob(
