@@ -50,20 +50,32 @@ def _classical_panel(image, t, strokes, names, task, classes):
     fs = feature_selector()
     problem = _stroke_problem(strokes, len(names))
     clicked = st.button("Train", key="rf_train", disabled=live or problem is not None)
+    preds = state.get("predictions")
+    pkey = ("classical", state.get("image_id"), t)
+    fs = fs or FeatureSet()
+    fingerprint = None if strokes is None else (fs.key(), hash(strokes.tobytes()), tuple(names))
     if problem:
         st.info(problem)
-    elif live or clicked:
+    elif clicked or (live and preds.get(("classical fit",) + pkey[1:]) != fingerprint):
         try:
             with st.spinner("Computing features and training ..."):
-                _, proba, seconds = training.train_classical(
-                    image, t, strokes, names, task, fs or FeatureSet()
-                )
+                _, proba, seconds = training.train_classical(image, t, strokes, names, task, fs)
+            preds[("classical fit",) + pkey[1:]] = fingerprint
             st.caption(f"Random forest updated in {seconds:.2f} s.")
         except InputError as exc:
             st.error(str(exc))
-    proba = state.get("predictions").get(("classical", state.get("image_id"), t))
+    model = state.get("models").get("classical")
+    if pkey not in preds and model is not None and model.task == task:
+        st.caption(f"A random forest trained earlier ({', '.join(model.classes)}) is available.")
+        if st.button("Apply it to this image", key="rf_apply"):
+            try:
+                preds[pkey] = model.predict_proba(image.frame(t))
+            except InputError as exc:
+                st.error(str(exc))
+    proba = preds.get(pkey)
     if proba is not None:
-        show_prediction(image, t, proba, classes, "rf")
+        styles = classes if model is None else class_styles(list(model.classes), classes)
+        show_prediction(image, t, proba, styles, "rf")
 
 
 def feature_selector():

@@ -92,3 +92,45 @@ def test_undo_removes_last_change():
     assert key in at.session_state["strokes"]
     at.button(key="annot_undo").click().run()
     assert key not in at.session_state["strokes"]
+
+
+def test_zoomed_region_strokes_land_at_full_resolution():
+    import io
+
+    import tifffile
+
+    rng = np.random.default_rng(0)
+    big = rng.integers(0, 200, size=(2048, 2048), dtype=np.uint8)
+    buf = io.BytesIO()
+    tifffile.imwrite(buf, big)
+    at = new_app()
+    at.file_uploader(key="upload").set_value(("big.tif", buf.getvalue(), "image/tiff"))
+    at.run()
+    at.switch_page("pages/2_Annotate.py").run()
+    assert not at.exception
+    at.select_slider(key="annot_zoom_size").set_value(512).run()
+    at.slider(key="annot_zoom_cy").set_value(1000).run()
+    at.slider(key="annot_zoom_cx").set_value(300).run()
+    # region: y 744..1256, x 44..556, shown at 460 px -> 0.898 display px per image px
+    colours = [c["colour"] for c in at.session_state["classes"]]
+    key = (
+        f"canvas_{at.session_state['image_id']}_0_744_1256_44_556_{at.session_state['canvas_gen']}"
+    )
+    scale = 460 / 512
+    at.session_state[key] = {
+        "drawing": {
+            "raw": {
+                "objects": [
+                    _path(colours[1], [(100 * scale, 50 * scale), (200 * scale, 50 * scale)], 2)
+                ]
+            },
+            "data": None,
+        },
+        "backgroundFit": None,
+    }
+    at.run()
+    assert not at.exception
+    strokes = at.session_state["strokes"][(at.session_state["image_id"], 0)]
+    ys, xs = np.nonzero(strokes == 2)
+    assert abs(np.median(ys) - (744 + 50)) <= 1
+    assert xs.min() >= 44 + 99 and xs.max() <= 44 + 201
