@@ -67,13 +67,27 @@ def _build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seconds", type=float, default=120.0, help="unet training budget (s)")
     t.add_argument("--seed", type=int, default=0)
 
-    pr = sub.add_parser("predict", help="class maps (and probabilities) for images")
+    pr = sub.add_parser(
+        "predict",
+        help="class maps (and probabilities) for images",
+        description="Writes DIR/<stem>_classes.tif (classes 1..K); with --probabilities also "
+        "DIR/<stem>_probs.tif (float32, K x Y x X). Stacks are processed frame by frame.",
+    )
     pr.add_argument("--model", required=True, help="MODEL file or builtin:NAME")
     pr.add_argument("--out", required=True, type=Path)
     pr.add_argument("--probabilities", action="store_true", help="also write <stem>_probs.tif")
     pr.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
 
-    n = sub.add_parser("nuclei", help="nuclei instances, measurements and (optional) tracks")
+    n = sub.add_parser(
+        "nuclei",
+        help="nuclei instances, measurements and (optional) tracks",
+        description="Writes DIR/<stem>_labels.tif (same Y/X and T shape as the input; ids "
+        "unique per frame, track ids with --track), DIR/<stem>_objects.csv (frame, label, y, x, "
+        "area_px, area_um2, mean_intensity, touches_border, ...), DIR/<stem>_frames.csv (one row "
+        "per frame) and, with --track, DIR/<stem>_tracks.csv (track_id, frame, label, "
+        "parent_track_id) plus TrackMate and napari track files. Each CSV has a JSON sidecar "
+        "with provenance.",
+    )
     n.add_argument("--model", required=True, help="MODEL file or builtin:nuclei")
     n.add_argument("--out", required=True, type=Path)
     n.add_argument("--pixel-size", type=float, default=None, help="µm per pixel")
@@ -81,13 +95,28 @@ def _build_parser() -> argparse.ArgumentParser:
     n.add_argument("--track", action="store_true", help="link nuclei across frames")
     n.add_argument("images", nargs="+", type=Path, metavar="IMAGE_OR_STACK")
 
-    gr = sub.add_parser("grains", help="grain maps, grain tables and ASTM E112 grain size")
+    gr = sub.add_parser(
+        "grains",
+        help="grain maps, grain tables and ASTM E112 grain size",
+        description="Writes DIR/<stem>_grains.tif (grain ids 1..N, boundaries 0), "
+        "DIR/<stem>_grains.csv (one row per grain, touches_border column) and "
+        "DIR/<stem>_summary.json (n_grains, mean_area, mean_ecd, mean_intercept, "
+        "astm_g_planimetric, astm_g_intercept, confidence intervals, unit; G is null "
+        "without a pixel size).",
+    )
     gr.add_argument("--model", required=True, help="MODEL file or builtin:grains")
     gr.add_argument("--out", required=True, type=Path)
     gr.add_argument("--pixel-size", type=float, default=None, help="µm per pixel")
     gr.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
 
-    b = sub.add_parser("batch", help="run nuclei, grains or predict over many inputs")
+    b = sub.add_parser(
+        "batch",
+        help="run nuclei, grains or predict over many inputs",
+        description="INPUT: files, folders (not recursive) or globs. Writes the same per-input "
+        "outputs as the single commands; a failing input is reported and the rest go on "
+        "(exit status 2 only when every input failed). --scheduler runs the inputs on a Dask "
+        "cluster.",
+    )
     b.add_argument("--model", required=True)
     b.add_argument("--task", choices=["nuclei", "grains", "semantic"], required=True)
     b.add_argument("--out", required=True, type=Path)
