@@ -25,8 +25,10 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -228,6 +230,28 @@ class NucleiRun:
     track_params: dict | None = None
 
 
+@contextmanager
+def inference_threads(workers: int) -> Iterator[None]:
+    """Give torch ``cores // workers`` intra-op threads while ``workers`` frames run at once.
+
+    With torch's default of one thread per core, frames processed in parallel
+    oversubscribe the cores and every network layer waits for descheduled threads.
+    Nothing changes for one worker, when torch is not loaded (no U-Net in use) or
+    when fewer threads are set already; the setting is restored afterwards.
+    """
+    torch = sys.modules.get("torch")
+    want = max(1, (os.cpu_count() or 1) // max(1, int(workers)))
+    before = torch.get_num_threads() if torch is not None else 0
+    if torch is None or workers <= 1 or want >= before:
+        yield
+        return
+    torch.set_num_threads(want)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def segment_image(
     image: MicroImage,
     segmenter: FrameSegmenter,
@@ -316,9 +340,10 @@ def run_nuclei(
             if progress is not None and (done % step == 0 or done == total) and total > 1:
                 progress(f"{image.name}{where}: {done}/{total} frames")
 
-        res = segment_image(
-            image, segmenter, measurer, z=z, progress=report, stop=stop, workers=workers
-        )
+        with inference_threads(workers if nt > 1 else 1):
+            res = segment_image(
+                image, segmenter, measurer, z=z, progress=report, stop=stop, workers=workers
+            )
         labels = res.labels
         if stack is None:
             stack = np.zeros((nt, nz, h, w), labels.dtype)
