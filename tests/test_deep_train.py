@@ -11,7 +11,7 @@ from skimage.draw import disk
 
 from microseg.deep import TrainConfig, TrainingJob, UNetSegmenter, targets_from_masks, train_unet
 from microseg.deep.losses import balanced_class_weights, masked_cross_entropy
-from microseg.deep.train import macro_f1, split_strokes
+from microseg.deep.train import Trainer, macro_f1, split_strokes
 from microseg.errors import InputError
 
 SMALL = {"depth": 3, "base": 8}
@@ -113,11 +113,12 @@ def test_training_converges_on_tiny_image():
         untrained.predict_classes(test_img), targets_from_masks(test_lab, "nuclei"), 3
     )
     log = []
-    cfg = TrainConfig(seconds=6, batch=4, crop=64, arch=SMALL, val_strokes=0.0)
+    # a fixed number of steps (not seconds), so the result does not depend on the load
+    cfg = TrainConfig(seconds=1e9, max_steps=100, batch=4, crop=64, arch=SMALL, val_strokes=0.0)
     model = train_unet([img], [strokes], cfg, task="nuclei", progress=log.append)
     assert model.classes == ["background", "nucleus", "border"]
     losses = [p.loss for p in log]
-    assert len(losses) > 20
+    assert len(losses) == 100
     assert np.mean(losses[-10:]) < 0.6 * np.mean(losses[:5])
     f1_after = macro_f1(model.predict_classes(test_img), targets_from_masks(test_lab, "nuclei"), 3)
     assert f1_after > f1_before + 0.2 and f1_after > 0.6
@@ -132,7 +133,7 @@ def test_dense_masks_and_validation_pick_best():
     img, lab = _blobs(2)
     v_img, v_lab = _blobs(3)
     log = []
-    cfg = TrainConfig(seconds=5, batch=4, crop=64, arch=SMALL, eval_every=1.0)
+    cfg = TrainConfig(seconds=4, batch=4, crop=64, arch=SMALL, eval_every=1.0)
     model = train_unet(
         [img],
         [lab],
@@ -156,23 +157,30 @@ def test_finetuning_never_worse_on_held_out_strokes():
     base = train_unet(
         [img],
         [lab],
-        TrainConfig(seconds=3, batch=4, crop=64, arch=SMALL),
+        TrainConfig(seconds=1e9, max_steps=40, batch=4, crop=64, arch=SMALL),
         task="nuclei",
         masks=True,
     )
     strokes = _strokes(targets_from_masks(lab, "nuclei"), 0.03, 5)
-    log = []
     # a harmful learning rate: the starting model must be kept when nothing beats it
-    tuned = train_unet(
-        [img],
-        [strokes],
-        TrainConfig(seconds=3, batch=4, crop=64, lr=0.5),
-        init=base,
-        progress=log.append,
-    )
+    cfg = TrainConfig(seconds=1e9, max_steps=12, batch=4, crop=64, lr=0.5, eval_every=1e-3)
+    trainer = Trainer([img], [strokes], cfg, init=base)
+    tuned = trainer.run()
     tr = tuned.metadata["training"]
-    assert tr["finetuned"] and tr["validation"] == "held-out labels"
-    assert tr["best_val_score"] is not None
+    assert tr["finetuned"] and tr["validation"].startswith("held-out strokes and agreement")
+    step0, start_score = trainer.scores[0]
+    assert step0 == 0 and tr["best_val_score"] >= start_score - 1e-9
+    assert trainer.step > 0 and len(trainer.scores) >= 2
+    # the returned model scores its recorded best on the held-out strokes
+    x, t = trainer.val[0][0], trainer.val[1][0]
+    pred = (np.argmax(tuned.predict_proba(img), 0) + 1).ravel()
+    got = 0.5 * macro_f1(pred, t.ravel(), 3) + 0.5 * macro_f1(pred, trainer.anchor, 3)
+    assert got == pytest.approx(tr["best_val_score"], abs=0.02)
+    # the initial model agrees with its own confident predictions
+    if trainer.anchor.any():
+        own = (np.argmax(base.predict_proba(img), 0) + 1).ravel()
+        assert macro_f1(own, trainer.anchor, 3) > 0.99
+    assert x.shape[-2:] == t.shape
     if tr["best_step"] == 0:
         for k, v in base.net.state_dict().items():
             assert torch.equal(v, tuned.net.state_dict()[k])

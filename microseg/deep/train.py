@@ -43,7 +43,7 @@ class TrainConfig:
     max_steps : int or None
         Optional cap on optimiser steps.
     lr : float or None
-        Learning rate; ``None``: 2e-3 from scratch, 3e-4 when fine-tuning.
+        Learning rate; ``None``: 2e-3 from scratch, 1e-4 when fine-tuning.
     batch, crop : int
         Crops per step and their side in pixels.
     seed : int
@@ -61,7 +61,7 @@ class TrainConfig:
     distill : float or None
         Fine-tuning only: weight of a loss that keeps the initial model's confident
         predictions on unlabelled pixels (learning without forgetting, no extra data);
-        ``None``: 0.5 when fine-tuning. 0 turns it off.
+        ``None``: 1.0 when fine-tuning. 0 turns it off.
     distill_confidence : float
         Only pixels where the initial model is at least this confident are kept.
     class_weights : str or list of float
@@ -399,7 +399,7 @@ class Trainer:
         self.class_weights = w
         self.weight_t = torch.from_numpy(w).to(self.device)
         # optimiser
-        self.lr = cfg.lr if cfg.lr is not None else (3e-4 if self.finetune else 2e-3)
+        self.lr = cfg.lr if cfg.lr is not None else (1e-4 if self.finetune else 2e-3)
         self.freeze_norm = cfg.freeze_norm if cfg.freeze_norm is not None else self.finetune
         enc = {id(p) for p in self.net.encoder_parameters()} if cfg.freeze_encoder else set()
         for p in self.net.parameters():
@@ -409,9 +409,15 @@ class Trainer:
         self.preview_image = (
             prepare_image(preview_image, in_ch) if preview_image is not None else None
         )
-        self.distill = cfg.distill if cfg.distill is not None else (0.5 if self.finetune else 0.0)
+        self.distill = cfg.distill if cfg.distill is not None else (1.0 if self.finetune else 0.0)
         if self.finetune and self.distill > 0:
             self._add_pseudo_labels(k)
+        self.anchor: np.ndarray | None = None
+        self.replace_margin = 0.0
+        if self.finetune and self.val is not None and val_images is None:
+            self.anchor = self._make_anchor()
+            n_val = sum(int((np.asarray(t) > 0).sum()) for t in self.val[1])
+            self.replace_margin = 0.5 / math.sqrt(max(1, n_val))
         # state
         self.step = 0
         self.elapsed = 0.0
@@ -465,7 +471,15 @@ class Trainer:
             self._set_train_mode()
 
     def validate(self) -> float | None:
-        """Macro pixel F1 on the validation targets (``None`` without validation data)."""
+        """Validation score (``None`` without validation data).
+
+        Macro pixel F1 on the validation targets. When fine-tuning on held-out
+        strokes, the mean of that and the macro F1 of agreement with the initial
+        model's confident predictions on the same images: a change must fix
+        painted pixels by more than it alters what the initial model was sure of.
+        The initial model is only replaced by a score higher by more than
+        ``0.5 / sqrt(n)`` (n held-out stroke pixels), the noise of such a small sample.
+        """
         if self.val is None:
             return None
         k = len(self.classes)
@@ -474,10 +488,28 @@ class Trainer:
             p = self._predict(x)
             preds.append((np.argmax(p, 0) + 1).ravel())
             tgts.append(np.asarray(t).ravel())
-        return macro_f1(np.concatenate(preds), np.concatenate(tgts), k)
+        pred = np.concatenate(preds)
+        score = macro_f1(pred, np.concatenate(tgts), k)
+        if self.anchor is None:
+            return score
+        return 0.5 * score + 0.5 * macro_f1(pred, self.anchor, k)
+
+    def _make_anchor(self) -> np.ndarray:
+        """The initial model's confident classes on the validation images (0 elsewhere)."""
+        out = []
+        for x in self.val[0]:
+            p = self._predict(x)
+            cls = (np.argmax(p, 0) + 1).astype(np.uint8)
+            cls[p.max(axis=0) < self.config.distill_confidence] = 0
+            out.append(cls.ravel())
+        return np.concatenate(out)
 
     def _consider(self, score: float) -> None:
-        if self.best_score is None or score > self.best_score + 1e-6:
+        margin = 1e-6
+        if self.anchor is not None and self.best_step == 0 and self.step > 0:
+            # replacing the initial model needs a gain beyond the noise of a few strokes
+            margin = self.replace_margin
+        if self.best_score is None or score > self.best_score + margin:
             self.best_score = score
             self.best_state = {k: v.detach().clone() for k, v in self.net.state_dict().items()}
             self.best_step = self.step
@@ -585,7 +617,13 @@ class Trainer:
                 if self.val is not None and self.best_score is not None
                 else None
             ),
-            "validation": "held-out labels" if self.val is not None else "training loss",
+            "validation": (
+                "training loss"
+                if self.val is None
+                else "held-out strokes and agreement with the initial model"
+                if self.anchor is not None
+                else "held-out labels"
+            ),
             "class_weights": [float(v) for v in self.class_weights],
             "lr": self.lr,
             "finetuned": self.finetune,

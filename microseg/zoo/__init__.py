@@ -28,7 +28,7 @@ BUILTINS: dict[str, dict[str, Any]] = {
         "held_out": "every 10th image by sorted id (index % 10 == 0) and the Cell Tracking "
         "Challenge Fluo-N2DH-GOWT1 sequence",
         "pixel_size_um": None,
-        "object_diameter_px": 18.0,
+        "object_diameter_px": 19.5,
     },
     "grains": {
         "task": "grains",
