@@ -124,5 +124,5 @@ with col_canvas:
 with col_result:
     result_panel(method, image, t, strokes, classes, task)
 
-apply_to_stack_section(image, classes)
+apply_to_stack_section(image, classes, "deep" if method == "Deep learning" else "classical")
 model_file_section(classes)

@@ -318,20 +318,23 @@ def _loss_figure(p) -> go.Figure:
     return fig
 
 
-def apply_to_stack_section(image: MicroImage, classes: list[dict]) -> None:
-    """Apply a trained model to every frame of the stack."""
+def apply_to_stack_section(image: MicroImage, classes: list[dict], prefer: str) -> None:
+    """Apply a trained model (``prefer``: 'classical' or 'deep' first) to every frame."""
     models = state.get("models")
     if image.n_frames * image.n_slices <= 1 or not models:
         return
     st.subheader("Apply to every frame")
+    options = [k for k in (prefer, "deep" if prefer == "classical" else "classical") if k in models]
     which = st.radio(
         "Model",
-        [k for k in ("classical", "deep") if k in models],
+        options,
+        format_func={"classical": "Random forest", "deep": "U-Net"}.get,
         horizontal=True,
-        key="stack_model",
+        key="stack_model_" + "_".join(options),
     )
+    model = models[which]
+    classes = class_styles(list(model.classes) or [c["name"] for c in classes], classes)
     if st.button(f"Segment all {image.n_frames} frames", key="stack_run"):
-        model = models[which]
         bar = st.progress(0.0, text="Segmenting frames ...")
         maps = np.zeros((image.n_frames, *image.shape_yx), np.uint8)
         for t in range(image.n_frames):

@@ -47,6 +47,13 @@ def test_train_stop_continue_unet_and_inspect(page):
     expect(page.get_by_text("Most probable class per pixel")).to_be_visible(timeout=60_000)
     page.screenshot(path=str(SHOTS / "deep_trained.png"), full_page=True)
 
+    expect(page.get_by_text("U-Net", exact=True)).to_be_visible()
+    page.get_by_role("button", name=re.compile(r"^Segment all \d+ frames")).click()
+    expect(page.locator(".st-key-stack_t")).to_be_visible(timeout=240_000)
+    settle(page)
+    no_traceback(page)
+    page.screenshot(path=str(SHOTS / "deep_all_frames.png"), full_page=True)
+
     page.get_by_test_id("stSidebarNav").get_by_text("Inside the network").click()
     expect(page.get_by_text(re.compile(r"enc0\.conv1"))).to_be_visible(timeout=60_000)
     settle(page)
