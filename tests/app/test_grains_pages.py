@@ -27,6 +27,8 @@ def _grain_app():
     at = new_app()
     at.button(key="open_synthetic-grains").click().run()
     at.switch_page(GRAINS).run()
+    # measure the sample's exact ground truth (the built-in model is the default when installed)
+    at.selectbox(key="grains_model").set_value("Ground-truth boundaries of the sample").run()
     assert not at.exception
     assert not at.error, at.error[0].value
     return at
@@ -106,7 +108,10 @@ def test_histogram_bins_select_the_grains_they_count():
         assert grains_in_bins(area, edges, list(range(len(counts))), log).all()
 
 
-def test_grains_page_on_a_series_without_grain_model():
+def test_grains_page_on_a_series_without_grain_model(monkeypatch):
+    import webui.models
+
+    monkeypatch.setattr(webui.models, "builtin_available", lambda name: False)
     at = new_app()
     at.button(key="open_synthetic-nuclei-series").click().run()
     at.switch_page(GRAINS).run()
