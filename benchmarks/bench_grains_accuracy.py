@@ -75,25 +75,24 @@ class Case:
 
 
 def code_version() -> str:
-    """The training code's hash and whether it differs from the last commit."""
+    """The hash of the training code this process runs, and whether it is the committed one."""
     import subprocess
 
     try:
-        r = subprocess.run(
-            ["git", "diff", "--quiet", "HEAD", "--", "microseg/deep/train.py"],
-            cwd=ROOT,
-            capture_output=True,
-            timeout=10,
-        )
-        state = {0: "as committed", 1: "with uncommitted changes"}.get(r.returncode, "git ?")
         head = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
         ).stdout.strip()
+        blob = subprocess.run(
+            ["git", "show", "HEAD:microseg/deep/train.py"], cwd=ROOT, capture_output=True
+        ).stdout
+        state = (
+            f"as committed at {head}"
+            if hashlib.sha256(blob).hexdigest() == TRAIN_CODE
+            else f"differs from the commit {head}"
+        )
     except (OSError, subprocess.SubprocessError):
-        state, head = "no git", ""
-    return (
-        f"microseg/deep/train.py sha256 {TRAIN_CODE[:12]} ({state}{' at ' + head if head else ''})"
-    )
+        state = "no git"
+    return f"microseg/deep/train.py sha256 {TRAIN_CODE[:12]} ({state})"
 
 
 # ------------------------------------------------------------------ data
@@ -361,13 +360,14 @@ def run_scratch(
     seconds: float,
     marks: Sequence[float],
     cache: Path | None = None,
-) -> list[tuple[float, float | None]]:
-    """Boundary F1 vs seconds of a U-Net trained from scratch on ``case``'s strokes."""
+) -> tuple[list[tuple[float, float | None]], bool]:
+    """Boundary F1 vs seconds of a U-Net trained from scratch on ``case``'s strokes, and
+    whether it came from the cache."""
     path = None
     if cache is not None:
         path = cache / f"{case.name}_scratch_{_key(case, init, seconds, marks, 'scratch')}.json"
         if path.is_file():
-            return [tuple(v) for v in json.loads(path.read_text())]
+            return [tuple(v) for v in json.loads(path.read_text())], True
     _, snaps, _ = train_with_snapshots(None, case, scratch_config(seconds, init), marks)
     curve = [
         (s, None if m is None else pixel_f1(case.gt_boundary, boundary_proba(m, case.image)))
@@ -376,7 +376,7 @@ def run_scratch(
     if path is not None:
         cache.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(curve))
-    return curve
+    return curve, False
 
 
 def grain_maps(case: Case, res: dict[str, Any]) -> dict[str, np.ndarray]:
@@ -451,12 +451,15 @@ def main(argv: list[str] | None = None) -> int:
     scores: dict[str, dict[str, dict[str, float]]] = {}
     results: dict[str, dict[str, Any]] = {}
     scratch: dict[str, list[tuple[float, float | None]]] = {}
+    scratch_cached: list[str] = []
     for case in cases:
         log(f"{case.name} ...")
         results[case.name] = run_models(case, init, a.seconds, marks, a.cache, log)
         scores[case.name] = score_case(case, results[case.name])
         if case.group == "tbm" and not a.no_scratch:
-            scratch[case.name] = run_scratch(case, init, a.seconds, marks, a.cache)
+            scratch[case.name], hit = run_scratch(case, init, a.seconds, marks, a.cache)
+            if hit:
+                scratch_cached.append(case.name)
 
     train = next(iter(results.values()))["train"]
     out: list[str] = []
@@ -611,6 +614,10 @@ def main(argv: list[str] | None = None) -> int:
     cached = [n for n, r in results.items() if r["cached"]]
     if cached:
         out.append(f"(model outputs of {', '.join(cached)} reused from the cache {a.cache})")
+    if scratch_cached:
+        out.append(
+            f"(from-scratch curves of {len(scratch_cached)} tiles reused from the cache {a.cache})"
+        )
     out.append(f"total run time {time.perf_counter() - t_start:.0f} s")
     text = "\n".join(out)
     print(text)

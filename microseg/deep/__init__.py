@@ -7,6 +7,7 @@ inspection helpers in :mod:`microseg.deep.inspect`.
 
 from __future__ import annotations
 
+from microseg.deep.onnx_export import export_onnx
 from microseg.deep.segmenter import UNetSegmenter, predict_stack
 from microseg.deep.tiling import Stopped, predict_proba_tiled
 from microseg.deep.train import (
@@ -34,10 +35,3 @@ __all__ = [
     "targets_from_masks",
     "train_unet",
 ]
-
-
-def export_onnx(model: UNetSegmenter, path, **kw):  # noqa: ANN001, ANN201
-    """Export to ONNX (see :func:`microseg.deep.onnx_export.export_onnx`)."""
-    from microseg.deep.onnx_export import export_onnx as _export
-
-    return _export(model, path, **kw)

@@ -78,9 +78,9 @@ class TrainConfig:
     arch : dict
         :class:`~microseg.deep.unet.UNetConfig` fields for a new network.
     num_threads : int or None
-        ``torch.set_num_threads`` for the run; ``None``: half the CPU cores (at least 1),
-        since oversubscribed threads slow training down badly on a shared machine;
-        0: leave the setting as it is.
+        ``torch.set_num_threads`` during :meth:`Trainer.run`; ``None``: half the CPU
+        cores (at least 1), since oversubscribed threads slow training down badly on a
+        shared machine; 0: leave the setting as it is.
     device : str or None
         ``None``: CUDA when available, else the CPU.
     """
@@ -326,9 +326,6 @@ class Trainer:
     ) -> None:
         self.config = cfg = config or TrainConfig()
         self.device = resolve_device(cfg.device)
-        if self.device.type == "cpu" and cfg.num_threads != 0:
-            n = cfg.num_threads or max(1, (os.cpu_count() or 2) // 2)
-            torch.set_num_threads(int(n))
         torch.manual_seed(cfg.seed)
         self.rng = np.random.default_rng(cfg.seed)
         self.gen = torch.Generator().manual_seed(cfg.seed)
@@ -524,7 +521,26 @@ class Trainer:
         stop: threading.Event | None = None,
         seconds: float | None = None,
     ) -> UNetSegmenter:
-        """Train until the time budget, ``max_steps``, patience or ``stop``; return the best model."""
+        """Train until the time budget, ``max_steps``, patience or ``stop``; return the best model.
+
+        The thread setting of ``config.num_threads`` applies during the run and is
+        restored afterwards.
+        """
+        before = torch.get_num_threads()
+        cfg = self.config
+        if self.device.type == "cpu" and cfg.num_threads != 0:
+            torch.set_num_threads(int(cfg.num_threads or max(1, (os.cpu_count() or 2) // 2)))
+        try:
+            return self._run(progress, stop, seconds)
+        finally:
+            torch.set_num_threads(before)
+
+    def _run(
+        self,
+        progress: ProgressCallback | None,
+        stop: threading.Event | None,
+        seconds: float | None,
+    ) -> UNetSegmenter:
         cfg = self.config
         budget = float(cfg.seconds if seconds is None else seconds)
         total = self.elapsed + budget if seconds is not None else budget

@@ -10,8 +10,13 @@ grey, with instance labels converted to background / nucleus / border. Images ar
 sorted by id; every 10th (index % 10 == 0) is held out for evaluation and never
 used, every 20th from index 5 (index % 20 == 5) selects the best model and is not
 trained on. grains: ``grains/tbm`` tiles of micrographs 10-17 (micrographs 18-20
-and ``nist_steel`` are kept for evaluation), one tile per micrograph (the first by
-sorted name) selects the best model; plus 8 ``microseg.synth`` grain images.
+and ``nist_steel`` are kept for evaluation); the first tile (by sorted name) of
+micrographs 10, 13 and 16 selects the best model and is not trained on; plus 8
+``microseg.synth`` grain images (``--synthetic N``).
+
+The committed weights came from ``train nuclei --minutes 40`` then ``--minutes 75
+--resume``, and ``train grains --minutes 30``, one thread each on a shared 2-core
+machine (on a GPU, training runs there automatically).
 
 The run checkpoints every minute to ``checkpoints/NAME.pt`` (and the best model so
 far to ``checkpoints/NAME_best.safetensors``); ``--resume`` continues from the
@@ -123,7 +128,7 @@ def _median_diameter(labels: list[np.ndarray]) -> float:
     return float(np.median(np.concatenate(diam)))
 
 
-def build(name: str, data: Path) -> dict[str, Any]:
+def build(name: str, data: Path, n_synth: int = 8) -> dict[str, Any]:
     """Training inputs of built-in model ``name``."""
     from microseg.deep.train import targets_from_masks
 
@@ -147,7 +152,7 @@ def build(name: str, data: Path) -> dict[str, Any]:
         split = grains_split(data)
         tr_x, tr_m = load_tbm(data, split["train"])
         va_x, va_m = load_tbm(data, split["val"])
-        sy_x, sy_m = synth_grain_data(8)
+        sy_x, sy_m = synth_grain_data(n_synth)
         return {
             "images": tr_x + sy_x,
             "targets": [targets_from_masks(m, "grains") for m in tr_m + sy_m],
@@ -175,6 +180,7 @@ def train(
     seed: int = 0,
     batch: int = 8,
     crop: int = 128,
+    n_synth: int = 8,
 ) -> Path:
     """Train (or resume training) built-in model ``name``; return the weights path."""
     import torch
@@ -183,7 +189,7 @@ def train(
 
     torch.set_num_threads(threads)
     t_load = time.perf_counter()
-    d = build(name, data)
+    d = build(name, data, n_synth)
     print(
         f"[{name}] loaded {len(d['images'])} training images in "
         f"{time.perf_counter() - t_load:.0f} s; split {d['split']}",
@@ -200,6 +206,7 @@ def train(
         eval_every=180.0,
         preview_every=1e9,
         warmup_steps=100,
+        num_threads=threads,
     )
     task = BUILTINS[name]["task"]
     trainer = Trainer(
@@ -289,6 +296,7 @@ def main(argv: list[str] | None = None) -> int:
     tp.add_argument("--seed", type=int, default=0)
     tp.add_argument("--batch", type=int, default=8)
     tp.add_argument("--crop", type=int, default=128)
+    tp.add_argument("--synthetic", type=int, default=8, help="grains: synthetic images added")
     a = ap.parse_args(argv)
     if not a.data.is_dir():
         print(f"The data folder {a.data} does not exist.", file=sys.stderr)
@@ -304,5 +312,6 @@ def main(argv: list[str] | None = None) -> int:
         a.seed,
         a.batch,
         a.crop,
+        a.synthetic,
     )
     return 0
