@@ -201,7 +201,7 @@ def section_tbm(a: argparse.Namespace, init, out: list[str], log, info: list) ->
         names = sorted(sets, key=lambda n: (sets[n] != "unseen", n))
     head = f"{'tile':<13}{'set':<17}{'GT n':>5}{'GT int':>7}"
     for m in ORDER:
-        head += f" | {m:<10}{'F1':>5}{'n':>4}{'int':>6}"
+        head += f" | {m:<10}{'F1':>5}{'n':>5}{'int':>6}"
     out.append(
         "## grains/tbm with the supplied strokes: boundary F1 (2 px, pixels), grain count n "
         "and Heyn mean intercept (px) vs GT"
@@ -224,7 +224,7 @@ def section_tbm(a: argparse.Namespace, init, out: list[str], log, info: list) ->
         row += f"{sc['GT']['mean_intercept']:>7.1f}"
         for m in ORDER:
             r = sc[m]
-            row += f" | {'':<10}{r['f1_px']:>5.2f}{r['n_grains']:>4d}{r['mean_intercept']:>6.1f}"
+            row += f" | {'':<10}{r['f1_px']:>5.2f}{r['n_grains']:>5d}{r['mean_intercept']:>6.1f}"
         out.append(row)
     for s, items in per_set.items():
         pool = {
@@ -236,7 +236,7 @@ def section_tbm(a: argparse.Namespace, init, out: list[str], log, info: list) ->
         for m in ORDER:
             f1 = np.mean([sc[m]["f1_px"] for sc, _ in items])
             row += (
-                f" | {'':<10}{f1:>5.2f}{pool[m]['n_grains']:>4d}{pool[m]['mean_intercept']:>6.1f}"
+                f" | {'':<10}{f1:>5.2f}{pool[m]['n_grains']:>5d}{pool[m]['mean_intercept']:>6.1f}"
             )
         out.append(row)
     for s, items in per_set.items():

@@ -200,7 +200,7 @@ def test_training_job_start_stop_keeps_best_and_continues():
     cfg = TrainConfig(seconds=60, batch=4, crop=64, arch=SMALL, preview_every=0.5)
     job = TrainingJob([img], [strokes], cfg, task="nuclei", preview_image=img).start()
     t0 = time.time()
-    while job.progress.step < 15 and time.time() - t0 < 30:
+    while (job.progress.step < 15 or job.progress.preview is None) and time.time() - t0 < 30:
         time.sleep(0.2)
     assert job.running
     snap = job.progress
