@@ -1,6 +1,7 @@
 """Per-object measurement tables (nuclei, grains) and area fractions.
 
-All per-object work is done by :func:`skimage.measure.regionprops_table`.
+Per-object values come from :func:`microseg.regionstats.region_stats` (the
+definitions of ``skimage.measure.regionprops``, computed for all objects at once).
 Lengths and areas come in pixels and, when the pixel size is known, in µm
 (NaN otherwise). ``orientation_deg`` is the major axis' angle from the image x
 axis, counter-clockwise as displayed, in [0, 180) (Fiji's "Angle").
@@ -12,23 +13,9 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-from skimage.measure import regionprops_table
 
 from microseg.errors import InputError
-
-_SHAPE_PROPS = (
-    "label",
-    "centroid",
-    "area",
-    "perimeter",
-    "eccentricity",
-    "solidity",
-    "orientation",
-    "axis_major_length",
-    "axis_minor_length",
-    "equivalent_diameter_area",
-    "bbox",
-)
+from microseg.regionstats import region_stats
 
 OBJECT_COLUMNS = (
     "frame",
@@ -122,7 +109,8 @@ def object_table(
         Value of the ``frame`` column.
     fast : bool
         Skip the slowest shape measure (solidity needs a convex hull per object; its
-        column is NaN), e.g. for long time series.
+        column is NaN), e.g. for long time series. Solidity is the area over the area
+        of the convex hull of the pixel corners (ImageJ's definition).
 
     Returns
     -------
@@ -134,15 +122,7 @@ def object_table(
     labels = _check_labels(labels)
     ps = _pixel_size(pixel_size_um)
     chans = _intensity_channels(intensity, labels.shape)
-    props = tuple(p for p in _SHAPE_PROPS if not (fast and p == "solidity"))
-    if chans is None:
-        raw = regionprops_table(labels, properties=props)
-    else:
-        raw = regionprops_table(
-            labels,
-            intensity_image=np.moveaxis(chans, 0, -1),
-            properties=props + ("intensity_mean", "intensity_max"),
-        )
+    raw = region_stats(labels, chans, solidity=not fast)
     df = _frame_from_raw(raw, labels.shape, ps)
     df.insert(0, "frame", np.full(len(df), int(frame), dtype=np.int64))
     if chans is not None:
@@ -265,8 +245,7 @@ def grain_table(
     labels = _check_labels(grain_labels)
     ps = _pixel_size(pixel_size_um)
     lab = _fill(labels) if fill_boundaries else labels
-    props = tuple(p for p in _SHAPE_PROPS if p not in ("solidity", "eccentricity"))
-    raw = regionprops_table(lab, properties=props)
+    raw = region_stats(lab, solidity=False)
     df = _frame_from_raw(raw, lab.shape, ps)
     df = df.rename(columns={"equivalent_diameter_px": "ecd_px", "equivalent_diameter_um": "ecd_um"})
     return df[list(GRAIN_COLUMNS)].reset_index(drop=True)
