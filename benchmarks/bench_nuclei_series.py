@@ -3,7 +3,7 @@
 * ``synth``  the synthetic series (``synth_nuclei_series``, 170 frames of 512x512 with
              brightness drift and exact labels): segmentation + instances +
              measurements + tracking with ``builtin:nuclei`` through the CLI pipeline
-             (``microseg.commands.nuclei.run_nuclei`` with ``FrameSegmenter`` and
+             (``microseg.nuclei.run_nuclei`` with ``FrameSegmenter`` and
              ``FrameMeasurer``, frames streamed from a memory-mapped TIFF), beside the
              same steps done frame by frame naively (the whole stack normalised up
              front as a float64 copy, each frame predicted untiled by the plain
@@ -110,13 +110,13 @@ def run_microseg(
     """The CLI pipeline on a ``(T, Y, X)`` array (memory-mapped: streamed frame by frame)."""
     import torch
 
-    from microseg.commands.nuclei import (
+    from microseg.image import MicroImage
+    from microseg.nuclei import (
         FrameMeasurer,
         FrameSegmenter,
         default_workers,
         run_nuclei,
     )
-    from microseg.image import MicroImage
     from microseg.segmenter import load_segmenter
 
     if threads:
@@ -197,7 +197,7 @@ def _single_thread_profile(
     """Seconds per frame of each step in one thread (torch too), on the first ``n`` frames."""
     import torch
 
-    from microseg.commands.nuclei import FrameMeasurer, FrameSegmenter
+    from microseg.nuclei import FrameMeasurer, FrameSegmenter
 
     seg, meas = FrameSegmenter(model), FrameMeasurer(pixel_size_um)
     before = torch.get_num_threads()
@@ -580,13 +580,13 @@ def bench_cancer(a: argparse.Namespace, lines: list[str], data: Path) -> None:
     """Counts per frame of the cancer cell migration crop (no ground truth)."""
     import pandas as pd
 
-    from microseg.commands.nuclei import (
+    from microseg.io import read_image
+    from microseg.nuclei import (
         FrameMeasurer,
         FrameSegmenter,
         default_workers,
         run_nuclei,
     )
-    from microseg.io import read_image
     from microseg.segmenter import load_segmenter
 
     path = data / "timelapse" / "cancer_cell_migration" / "cancer_cell_migration_crop.tif"

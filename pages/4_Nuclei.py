@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from microseg.io import image_stem
-from webui import nuclei_view as nv
+from webui import nuclei as nv
 from webui import state
 from webui.layout import page_setup, require_image
 

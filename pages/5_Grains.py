@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from webui.grains_view import grains_page
+from webui.grains import grains_page
 
 grains_page()

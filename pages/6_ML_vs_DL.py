@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from webui.grains_view import compare_page
+from webui.grains import compare_page
 
 compare_page()

@@ -115,8 +115,8 @@ def test_pipeline_gives_each_worker_a_share_of_the_cores():
     torch = pytest.importorskip("torch")
     import os
 
-    from microseg.commands.nuclei import FrameMeasurer, run_nuclei
     from microseg.image import MicroImage
+    from microseg.nuclei import FrameMeasurer, run_nuclei
 
     seen: list[int] = []
 

@@ -15,7 +15,8 @@ from PIL import Image
 from scipy import ndimage as ndi
 
 from tests.apphelpers import new_app
-from webui.grains_view import export_zip, grains_in_bins, histogram_bins, summary_json
+from webui.grains.exports import export_zip, summary_json
+from webui.grains.figures import grains_in_bins, histogram_bins
 
 pytestmark = pytest.mark.timeout(300)
 

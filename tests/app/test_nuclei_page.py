@@ -174,7 +174,7 @@ def test_series_with_stop_then_track_and_export(rf_model, tmp_path):
     assert any("tracks over" in s.value for s in at.success)
     assert res.track_table is not None and len(res.track_table) == res.tracks.n_tracks
 
-    from webui.nuclei_view import export_bytes
+    from webui.nuclei.exports import export_bytes
 
     stack = tifffile.imread(io.BytesIO(export_bytes(res, "labels")))
     assert stack.shape == (170, 256, 256)

@@ -1,0 +1,158 @@
+"""Corrections of a grain map: add a boundary along a line, remove one between two grains
+or at a point, undo, discard."""
+
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+
+from microseg.errors import InputError
+from webui.grains.selection import selected_ids
+from webui.grains.shared import one_sentence, ui
+
+
+def _line_mask(shape: tuple[int, int], p0: tuple[float, float], p1: tuple[float, float],
+               extend: float = 3.0) -> np.ndarray:  # fmt: skip
+    """One-pixel line from p0 to p1 ((y, x)), extended by ``extend`` px at both ends."""
+    from skimage import draw
+
+    (y0, x0), (y1, x1) = p0, p1
+    d = np.hypot(y1 - y0, x1 - x0)
+    if d > 0 and extend:
+        uy, ux = (y1 - y0) / d, (x1 - x0) / d
+        y0, x0, y1, x1 = y0 - extend * uy, x0 - extend * ux, y1 + extend * uy, x1 + extend * ux
+    rr, cc = draw.line(int(round(y0)), int(round(x0)), int(round(y1)), int(round(x1)))
+    keep = (rr >= 0) & (rr < shape[0]) & (cc >= 0) & (cc < shape[1])
+    mask = np.zeros(shape, bool)
+    mask[rr[keep], cc[keep]] = True
+    return mask
+
+
+def shared_boundary(labels: np.ndarray, a: int, b: int) -> np.ndarray:
+    """Boundary pixels (0) between grain ``a`` and grain ``b``, kept away from the
+    junctions with other grains so that only these two grains merge."""
+    from scipy import ndimage as ndi
+
+    ids = np.unique(labels)
+    for g in (a, b):
+        if g <= 0 or g not in ids:
+            raise InputError(f"There is no grain {g} in the grain map.")
+    if a == b:
+        raise InputError("Pick two different grains to remove the boundary between them.")
+    fp = np.ones((3, 3), bool)
+    near_a = ndi.binary_dilation(labels == a, fp)
+    near_b = ndi.binary_dilation(labels == b, fp)
+    other = (labels != 0) & (labels != a) & (labels != b)
+    mask = near_a & near_b & (labels == 0)
+    if not mask.any():
+        raise InputError(f"Grains {a} and {b} do not share a boundary.")
+    for margin in (3, 2):
+        trimmed = mask & ~ndi.binary_dilation(other, fp, iterations=margin)
+        if trimmed.any():
+            return trimmed
+    return mask
+
+
+def apply_edit(labels: np.ndarray, op: dict) -> np.ndarray:
+    """Apply one correction to a grain map and return the new map."""
+    from skimage import draw
+
+    from microseg import grains
+
+    shape = labels.shape
+    if op["kind"] == "add":
+        mask = _line_mask(shape, (op["y0"], op["x0"]), (op["y1"], op["x1"]))
+        if not mask.any():
+            raise InputError("The line lies outside the image.")
+        out = grains.edit_add_boundary(labels, mask)
+        if int(out.max()) <= int(labels.max()):
+            raise InputError(
+                "The line does not cut a grain in two; draw it from one boundary to another."
+            )
+        return out
+    if op["kind"] == "remove_ids":
+        return grains.edit_remove_boundary(labels, shared_boundary(labels, op["a"], op["b"]))
+    if op["kind"] == "remove_at":
+        y, x = int(op["y"]), int(op["x"])
+        if not (0 <= y < shape[0] and 0 <= x < shape[1]):
+            raise InputError("The point lies outside the image.")
+        mask = np.zeros(shape, bool)
+        rr, cc = draw.disk((y, x), 3, shape=shape)
+        mask[rr, cc] = True
+        return grains.edit_remove_boundary(labels, mask)
+    raise InputError(f"Unknown correction '{op['kind']}'.")
+
+
+def describe_edit(op: dict) -> str:
+    """Human-readable description of a correction."""
+    if op["kind"] == "add":
+        return f"boundary added from ({op['x0']}, {op['y0']}) to ({op['x1']}, {op['y1']})"
+    if op["kind"] == "remove_ids":
+        return f"boundary between grains {op['a']} and {op['b']} removed"
+    return f"boundary at ({op['x']}, {op['y']}) removed"
+
+
+def corrections_panel(labels: np.ndarray, ps: float | None) -> None:
+    """The "Correct the grain map" expander: add and remove boundaries, undo, discard."""
+    g = ui()
+    h, w = labels.shape
+    with st.expander("Correct the grain map", expanded=bool(g.get("edits"))):
+        st.caption("Add a missing boundary along a line (from boundary to boundary), or remove "
+                   "a false one between two grains or at a point. Grains, table and G update.")  # fmt: skip
+        c = st.columns(5)
+        x0 = c[0].number_input("x₁", 0, w - 1, 0, key="grains_add_x0")
+        y0 = c[1].number_input("y₁", 0, h - 1, 0, key="grains_add_y0")
+        x1 = c[2].number_input("x₂", 0, w - 1, 0, key="grains_add_x1")
+        y1 = c[3].number_input("y₂", 0, h - 1, 0, key="grains_add_y1")
+        add = c[4].button("Add boundary", key="grains_add")
+        c = st.columns(5)
+        a = c[0].number_input("grain a", 0, max(1, int(labels.max())), 0, key="grains_rm_a")
+        b = c[1].number_input("grain b", 0, max(1, int(labels.max())), 0, key="grains_rm_b")
+        rm_ids = c[2].button("Remove boundary between a and b", key="grains_rm_ids")
+        pair = selected_ids()
+        rm_sel = False
+        if len(pair) == 2:
+            rm_sel = c[3].button(f"Merge the selected grains {pair[0]} and {pair[1]}",
+                                 key="grains_rm_sel")  # fmt: skip
+        else:
+            c[3].caption("Or select two grains (shift-click their markers) to merge them.")
+        c = st.columns(5)
+        px = c[0].number_input("x", 0, w - 1, 0, key="grains_rm_x")
+        py = c[1].number_input("y", 0, h - 1, 0, key="grains_rm_y")
+        rm_at = c[2].button("Remove boundary at the point", key="grains_rm_at")
+        c = st.columns(5)
+        undo = c[0].button("Undo correction", key="grains_undo", disabled=not g.get("history"))
+        reset = c[1].button("Discard all corrections", key="grains_reset",
+                            disabled=not g.get("edits"))  # fmt: skip
+        op = None
+        if add:
+            op = {"kind": "add", "x0": int(x0), "y0": int(y0), "x1": int(x1), "y1": int(y1)}
+        elif rm_ids:
+            op = {"kind": "remove_ids", "a": int(a), "b": int(b)}
+        elif rm_sel:
+            op = {"kind": "remove_ids", "a": int(pair[0]), "b": int(pair[1])}
+        elif rm_at:
+            op = {"kind": "remove_at", "x": int(px), "y": int(py)}
+        if op is not None:
+            try:
+                new = apply_edit(g["labels"], op)
+            except Exception as exc:  # noqa: BLE001
+                st.error(one_sentence(exc, "The correction"))
+            else:
+                g["history"].append(g["labels"])
+                del g["history"][:-10]
+                g["labels"] = new
+                g["edits"].append(op)
+                g["selected"] = []
+                st.rerun()
+        if undo and g.get("history"):
+            g["labels"] = g["history"].pop()
+            if g.get("edits"):
+                g["edits"].pop()
+            st.rerun()
+        if reset:
+            g["labels"] = g["base_labels"]
+            g["edits"], g["history"] = [], []
+            st.rerun()
+        for i, e in enumerate(g.get("edits", []), start=1):
+            st.caption(f"{i}. {describe_edit(e)}")

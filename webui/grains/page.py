@@ -1,0 +1,262 @@
+"""The Grains page: boundary model and grain-map settings in the sidebar, then the grain
+map with its ASTM summary, linked histograms, selection, corrections and exports.
+
+Session state used: ``grains_ui`` (see :mod:`webui.grains.shared`) and ``grain_result``
+(the current grain map with its table and summary).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import streamlit as st
+
+from microseg.errors import MicrosegError
+from microseg.image import MicroImage
+from webui import state
+from webui.grains.boundary import (
+    COMPARE,
+    TRUTH,
+    boundary_probability,
+    class_fractions,
+    grain_model_choices,
+)
+from webui.grains.corrections import corrections_panel
+from webui.grains.exports import exports_panel
+from webui.grains.figures import (
+    cumulative_figure,
+    grains_in_bins,
+    histogram_bins,
+    histogram_figure,
+    map_figure,
+    overlay_rgb,
+)
+from webui.grains.measure import (
+    area_column,
+    ecd_column,
+    make_grain_map,
+    measure_grains,
+    sized_grains,
+    summary_panel,
+    unit_labels,
+)
+from webui.grains.selection import selected_ids, selection_panel, selection_points, update_selection
+from webui.grains.shared import base_rgb, frame_picker, one_sentence, ui
+
+EDGE_MODES = {
+    "exclude": "Exclude them from sizes and histograms",
+    "keep": "Keep them in sizes and histograms",
+}
+METHODS = {"robust": "Watershed from robust seeds", "threshold": "Threshold, close, thin"}
+
+
+def pixel_size_controls(image: MicroImage) -> float | None:
+    """Pixel size: metadata, typed in, or from a scale bar; returns µm/px or None."""
+    st.subheader("Pixel size")
+    meta = image.pixel_size_um
+    st.caption(f"From the file: {meta:.4g} µm/px" if meta else "No pixel size in the file.")
+    pending = ui().pop("pending_px", None)
+    if pending is not None:
+        state.put("pixel_size_override", pending)
+        st.session_state["grains_px_size"] = float(pending)
+    elif "grains_px_size" not in st.session_state:
+        st.session_state["grains_px_size"] = float(state.get("pixel_size_override") or 0.0)
+    value = st.number_input("Pixel size (µm/px), 0 = use the file's", min_value=0.0, step=0.01,
+                            format="%.4f", key="grains_px_size")  # fmt: skip
+    if (value or None) != state.get("pixel_size_override"):
+        state.put("pixel_size_override", value or None)
+    with st.expander("From a scale bar"):
+        bar_px = st.number_input("Scale bar length (px)", min_value=0.0, value=0.0, step=1.0,
+                                 key="grains_bar_px")  # fmt: skip
+        bar_um = st.number_input("Scale bar length (µm)", min_value=0.0, value=0.0, step=1.0,
+                                 key="grains_bar_um")  # fmt: skip
+        if st.button("Use the scale bar", key="grains_bar_use"):
+            if bar_px > 0 and bar_um > 0:
+                ui()["pending_px"] = bar_um / bar_px
+                ui()["bar_message"] = f"Pixel size set to {bar_um / bar_px:.4g} µm/px."
+                st.rerun()
+            else:
+                st.error("Give the scale bar's length in pixels and in µm.")
+        if ui().get("bar_message"):
+            st.caption(ui()["bar_message"])
+    return state.pixel_size()
+
+
+def grain_settings(pixel_size: float | None, from_truth: bool) -> dict:
+    """Sidebar widgets of the grain-map settings."""
+    st.subheader("Grain map")
+    method = "robust"
+    threshold, gaps = 0.5, 2
+    if not from_truth:
+        method = st.radio("Method", list(METHODS), format_func=METHODS.get, key="grains_method")
+        threshold = st.slider("Boundary probability threshold", 0.05, 0.95, 0.5, 0.05,
+                              key="grains_threshold")  # fmt: skip
+        gaps = st.slider("Close boundary gaps up to (px)", 0, 10, 2, key="grains_gaps")
+    _, au = unit_labels(pixel_size)
+    min_area = st.number_input(f"Minimum grain area ({au}), 0 = automatic", min_value=0.0,
+                               value=0.0, step=1.0, key="grains_min_area")  # fmt: skip
+    min_px = None
+    if min_area > 0:
+        min_px = max(1, round(min_area / (pixel_size**2))) if pixel_size else round(min_area)
+    edge = st.radio("Grains cut by the image edge", list(EDGE_MODES), format_func=EDGE_MODES.get,
+                    key="grains_edge")  # fmt: skip
+    return {"method": method, "threshold": threshold, "gaps": gaps, "min_area_px": min_px,
+            "edge": edge}  # fmt: skip
+
+
+def _current_labels(base_key: tuple, compute) -> np.ndarray:  # noqa: ANN001
+    """The base grain map for ``base_key`` with the user's corrections applied."""
+    g = ui()
+    if g.get("base_key") != base_key:
+        if g.get("edits"):
+            g["notice"] = (
+                f"The settings changed, so {len(g['edits'])} correction(s) were discarded."
+            )
+        g["base_key"] = base_key
+        g["base_labels"] = compute()
+        g["labels"] = g["base_labels"]
+        g["edits"] = []
+        g["history"] = []
+        g["selected"] = []
+        g["version"] = g.get("version", 0) + 1
+    return g["labels"]
+
+
+def grains_page() -> None:
+    """Render the Grains page."""
+    from webui.layout import page_setup, require_image
+
+    page_setup("Grains")
+    st.title("Grains")
+    image = require_image()
+    shape = image.shape_yx
+    with st.sidebar:
+        t, z = frame_picker(image, "grains")
+        choices = grain_model_choices(shape)
+    if not choices:
+        st.info(
+            "There is no grain-boundary model yet. Train one on the Annotate page (task "
+            "grains: classes grain interior and grain boundary), or compare a random forest "
+            "and a U-Net on the ML vs DL page."
+        )
+        st.page_link("pages/6_ML_vs_DL.py", label="Go to ML vs DL", icon=":material/compare:")
+        return
+    with st.sidebar:
+        labels_list = list(choices)
+        label = st.selectbox("Boundary model", labels_list, key="grains_model")
+        model_id = choices[label]
+        ps = pixel_size_controls(image)
+        settings = grain_settings(ps, from_truth=model_id == TRUTH)
+    try:
+        boundary = boundary_probability(model_id, image, t, z)
+        base_key = (state.get("image_id"), t, z, model_id, settings["method"],
+                    settings["threshold"], settings["gaps"], settings["min_area_px"],
+                    id(boundary))  # fmt: skip
+        labels = _current_labels(
+            base_key, lambda: make_grain_map(boundary, settings, from_truth=model_id == TRUTH)
+        )
+        result = _grain_result(image, t, z, model_id, label, labels, ps, settings)
+    except Exception as exc:  # noqa: BLE001 - one sentence, never a traceback
+        st.error(one_sentence(exc, "Making the grain map"))
+        return
+    if ui().get("notice"):
+        st.info(ui().pop("notice"))
+    _grains_body(image, t, z, result, boundary, model_id)
+
+
+def _grain_result(image, t, z, model_id, label, labels, ps, settings) -> dict:  # noqa: ANN001
+    """Measure the current grain map (cached in ``grain_result``)."""
+    key = (state.get("image_id"), t, z, model_id, ui().get("version"), len(ui().get("edits", [])),
+           ps, settings["edge"], id(labels))  # fmt: skip
+    res = state.get("grain_result")
+    if res is not None and res.get("key") == key:
+        return res
+    with st.spinner("Measuring grains ..."):
+        table, summary = measure_grains(labels, ps, settings["edge"])
+    meta = {}
+    if not model_id.startswith(TRUTH):
+        try:
+            if model_id.startswith(COMPARE):
+                meta = state.get("compare_result")["models"][model_id[len(COMPARE) :]].metadata
+            else:
+                from webui.models import get_model
+
+                meta = get_model(model_id).metadata
+        except (KeyError, TypeError, MicrosegError):
+            meta = {}
+    res = {
+        "key": key, "labels": labels, "table": table, "summary": summary, "pixel_size": ps,
+        "t": t, "z": z, "model_id": model_id, "model_label": label, "settings": dict(settings),
+        "edits": list(ui().get("edits", [])), "image_name": image.name,
+        "model_meta": {"provenance": meta.get("provenance")} if meta else {},
+    }  # fmt: skip
+    state.put("grain_result", res)
+    return res
+
+
+def _grains_body(image, t, z, result, boundary, model_id) -> None:  # noqa: ANN001
+    labels, table, summary, ps = (result["labels"], result["table"], result["summary"],
+                                  result["pixel_size"])  # fmt: skip
+    lu, au = unit_labels(ps)
+    summary_panel(summary, ps)
+    fr = class_fractions(model_id, image, t, z)
+    if fr is not None:
+        st.markdown("**Area fraction of each class**")
+        st.dataframe(fr, hide_index=True, width="content")
+
+    base = base_rgb(image, t, z)
+    n = int(labels.max())
+    col_map, col_plots = st.columns([1.35, 1])
+    with col_plots:
+        kinds = {"area": f"Area ({au})", "logarea": f"Area ({au}, log bins)",
+                 "ecd": f"Equivalent circle diameter ({lu})"}  # fmt: skip
+        kind = st.radio("Histogram", list(kinds), format_func=kinds.get, horizontal=True,
+                        key="grains_hist_kind")  # fmt: skip
+        acol, ecol = area_column(table, ps), ecd_column(table, ps)
+        sized = sized_grains(table, result["settings"]["edge"])
+        values = (
+            sized[ecol if kind == "ecd" else acol].to_numpy(float) if len(sized) else np.zeros(0)
+        )
+        log = kind == "logarea"
+        edges = histogram_bins(values, log=log)
+        fig = histogram_figure(values, edges, log, kinds[kind])
+        ev = st.plotly_chart(fig, key=f"grains_hist_{kind}", on_select="rerun",
+                             selection_mode=("points", "box"))  # fmt: skip
+        bins = sorted({int(p.get("point_index", p.get("point_number", -1)))
+                       for p in selection_points(ev)} - {-1})  # fmt: skip
+        ids = sized["label"].to_numpy()[grains_in_bins(values, edges, bins, log)] if bins else []
+        update_selection(f"hist_{kind}", [int(i) for i in ids])
+        st.plotly_chart(cumulative_figure(sized[acol].to_numpy(float) if len(sized) else [],
+                                          f"grain area ({au})"), key="grains_cdf")  # fmt: skip
+        if len(sized) < len(table):
+            st.caption(f"Histograms and sizes: the {len(sized)} grains not cut by the image "
+                       "edge. The planimetric count takes an edge grain as 1/2 and a corner "
+                       "grain as 1/4 (E112 §11).")  # fmt: skip
+    with col_map:
+        largest_n = st.slider("Highlight the largest grains", 0, min(20, max(n, 1)), 0,
+                              key="grains_largest")  # fmt: skip
+        largest = []
+        if largest_n and len(table):
+            largest = table.nlargest(largest_n, "area_px" if "area_px" in table else acol)["label"]
+        excluded = []
+        if "touches_border" in table.columns and result["settings"]["edge"] == "exclude":
+            excluded = table.loc[table["touches_border"].astype(bool), "label"].to_numpy()
+        selected = selected_ids()
+        rgb = overlay_rgb(base, labels, selected=selected, largest=list(largest), excluded=excluded)
+        ev = st.plotly_chart(map_figure(rgb, table), key="grains_map", on_select="rerun",
+                             selection_mode=("points", "box", "lasso"))  # fmt: skip
+        pts = selection_points(ev)
+        picked = []
+        for p in pts:
+            cd = p.get("customdata")
+            if cd is not None:
+                picked.append(int(cd[0] if isinstance(cd, (list, tuple)) else cd))
+        update_selection("map", picked)
+        st.caption(
+            f"{n} grains, each in its own colour; dotted cyan: the 10 horizontal and 10 "
+            "vertical Heyn test lines of the intercept count; "
+            + ("dimmed: edge grains excluded from the statistics; " if len(excluded) else "")
+            + "yellow: selected grains. Click a grain's marker, or box-select, to pick grains."
+        )
+    selection_panel(table)
+    corrections_panel(labels, ps)
+    exports_panel(result, base, image)
