@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from webui import loading, state
+from webui import loading, state, workspace
 from webui.layout import page_setup
 
 page_setup("microseg")
@@ -31,6 +31,41 @@ st.markdown(
     "[inside the network](/Inside_the_network) · [nuclei](/Nuclei) · [grains](/Grains) · "
     "[ML vs DL](/ML_vs_DL)"
 )
+
+recent = workspace.recent_images()
+if recent:
+    st.header("Recent work")
+    st.caption("Images you opened, with their strokes; kept across refreshes and restarts.")
+if state.get("workspace_error"):
+    st.warning(state.get("workspace_error"))
+with st.container(key="recent_work"):
+    for rec in recent[:15]:
+        size, labelled, opened = workspace.describe(rec)
+        c_name, c_size, c_lab, c_when, c_open, c_del = st.columns(
+            [3, 3, 2, 2, 1.4, 1.4], vertical_alignment="center"
+        )
+        c_name.markdown(f"**{rec.name}**")
+        c_size.caption(size)
+        c_lab.caption(labelled)
+        c_when.caption(opened)
+        if c_open.button("Open", key=f"ws_open_{rec.id}", width="stretch"):
+            if workspace.open_recent(rec.id):
+                st.session_state["opened_message"] = f"Opened from recent work: {rec.name}"
+            st.rerun()
+        if c_del.button("Delete", key=f"ws_delete_{rec.id}", width="stretch"):
+            state.put("workspace_delete", rec.id)
+            st.rerun()
+        if state.get("workspace_delete") == rec.id:
+            with st.container(border=True):
+                st.markdown(f"Delete **{rec.name}** and its strokes from the workspace for good?")
+                c_yes, c_no, _ = st.columns([1, 1, 4])
+                if c_yes.button("Delete", key="ws_delete_yes", type="primary"):
+                    workspace.delete_recent(rec.id)
+                    state.put("workspace_delete", None)
+                    st.rerun()
+                if c_no.button("Cancel", key="ws_delete_no"):
+                    state.put("workspace_delete", None)
+                    st.rerun()
 
 st.header("Open an image")
 tab_gallery, tab_upload = st.tabs(["Sample gallery", "Upload"])

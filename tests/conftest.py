@@ -21,6 +21,14 @@ def shared_data_dir() -> Path | None:
     return None
 
 
+@pytest.fixture(autouse=True)
+def temporary_workspace(tmp_path_factory, monkeypatch) -> Path:
+    """Every test stores its workspace (images, strokes, models) in a fresh temporary folder."""
+    path = tmp_path_factory.mktemp("workspace")
+    monkeypatch.setenv("MICROSEG_WORKSPACE", str(path))
+    return path
+
+
 @pytest.fixture
 def shared_data() -> Path:
     """Path of the shared public datasets; skips the test when they are absent."""

@@ -12,7 +12,7 @@ import numpy as np
 import streamlit as st
 from PIL import Image
 
-from webui import state
+from webui import state, workspace
 from webui.render import class_overlay
 
 ERASER_COLOUR = "#fefefe"
@@ -161,6 +161,7 @@ def class_editor(task: str) -> None:
             state.reset_classes(task)
             refresh_canvas()
             st.rerun()
+    workspace.save_current_strokes()  # class names and colours of an annotated image
 
 
 def _delete_class(index: int) -> None:
@@ -172,4 +173,5 @@ def _delete_class(index: int) -> None:
         new[new == k] = 0
         new[new > k] -= 1
         state.get("strokes")[key] = new
+    workspace.save_current_strokes()
     refresh_canvas()

@@ -1,11 +1,11 @@
-"""Loading samples and uploads into the session, with one-sentence errors."""
+"""Loading samples and uploads into the session (and the workspace), with one-sentence errors."""
 
 from __future__ import annotations
 
 import streamlit as st
 
 from microseg.errors import InputError
-from webui import state
+from webui import state, workspace
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
@@ -63,6 +63,9 @@ def load_sample_into_state(key: str) -> bool:
     if sample.task in ("nuclei", "grains") and state.get("task") != sample.task:
         state.put("task", sample.task)
         state.reset_classes(sample.task)
+    workspace.remember_image(
+        workspace.sample_bytes(key), sample.title, {"kind": "sample", "key": key}
+    )
     return True
 
 
@@ -79,4 +82,5 @@ def load_upload_into_state(name: str, data: bytes) -> bool:
         state.put("load_error", f"{name} could not be read as an image ({type(exc).__name__}).")
         return False
     state.set_image(image, {"kind": "upload", "name": name})
+    workspace.remember_image(data, name, {"kind": "upload"})
     return True

@@ -40,6 +40,11 @@ DEFAULTS: dict[str, Any] = {
     "live_update": True,
     "view": {"t": 0, "z": 0, "channel": None, "low": 0.5, "high": 99.8},
     "load_error": None,
+    "workspace_image": None,  # workspace id of the current image (None: kept in memory only)
+    "workspace_saved": {},  # t -> strokes of the current image as last saved to the workspace
+    "workspace_classes": None,  # classes and task as last saved; None: never annotated
+    "workspace_delete": None,  # workspace id of the image awaiting delete confirmation
+    "workspace_error": None,  # why the workspace cannot be used (one sentence)
 }
 
 
@@ -105,6 +110,9 @@ def set_image(image: MicroImage, source: dict, ground_truth: dict | None = None)
     view = dict(DEFAULTS["view"])
     st.session_state["view"] = view
     st.session_state["load_error"] = None
+    st.session_state["workspace_image"] = None
+    st.session_state["workspace_saved"] = {}
+    st.session_state["workspace_classes"] = None
 
 
 def pixel_size() -> float | None:
@@ -133,6 +141,7 @@ def set_strokes(t: int, strokes: np.ndarray | None, remember: bool = True) -> No
         store.pop(key, None)
     else:
         store[key] = strokes
+    _persist()
 
 
 def undo_strokes() -> bool:
@@ -146,4 +155,13 @@ def undo_strokes() -> bool:
         store.pop(key, None)
     else:
         store[key] = previous
+    _persist()
     return True
+
+
+def _persist() -> None:
+    """Save changed strokes of the current image to the workspace, when one backs it."""
+    if st.session_state.get("workspace_image") is not None:
+        from webui.workspace import save_current_strokes
+
+        save_current_strokes()

@@ -42,10 +42,16 @@ def _free_port() -> int:
 
 
 @pytest.fixture(scope="session")
-def server_url():
+def server_workspace(tmp_path_factory) -> Path:
+    """The server's workspace folder (never the user's home folder)."""
+    return tmp_path_factory.mktemp("server-workspace")
+
+
+@pytest.fixture(scope="session")
+def server_url(server_workspace):
     """Start ``streamlit run app.py`` on a free loopback port; stop it afterwards."""
     port = _free_port()
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env = dict(os.environ, PYTHONUNBUFFERED="1", MICROSEG_WORKSPACE=str(server_workspace))
     log = open(ROOT / ".pytest_streamlit.log", "w")  # noqa: SIM115
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"),
@@ -93,8 +99,16 @@ def browser():
 
 
 @pytest.fixture
-def page(browser, server_url):
-    """A fresh page (new context = new Streamlit session) that records page errors."""
+def page(browser, server_url, server_workspace):
+    """A fresh page (new context = new Streamlit session) that records page errors.
+
+    The server's workspace is emptied first, so no test sees another test's strokes.
+    """
+    from microseg.store import Workspace
+
+    ws = Workspace.open(server_workspace)
+    for record in ws.images():
+        ws.delete_image(record.id)
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     pg = context.new_page()
     pg.errors = []

@@ -1,0 +1,658 @@
+"""The workspace: a user's images, strokes and models kept in one folder.
+
+A :class:`Workspace` is an SQLite database ``workspace.sqlite`` (WAL mode, foreign
+keys on, a schema version table) plus files beside it::
+
+    images/<sha256><suffix>          source bytes, as given (content addressed)
+    strokes/<image id>/t<t>-<k>.npy  stroke labels of one frame (np.save, no pickles)
+    models/<sha256>.safetensors      model files (see :mod:`microseg.modelfile`)
+
+Every file is written under a temporary name and moved into place with
+:func:`os.replace`; every call is one transaction, and a file is deleted only
+after the transaction that stops referring to it has committed. Paths in the
+database are relative to the folder, so a workspace can be moved. Problems with
+the folder or the database raise :class:`~microseg.errors.InputError` with one
+sentence; nothing stored is deleted by an error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from microseg.errors import InputError
+
+SCHEMA_VERSION = 1
+APPLICATION_ID = 0x6D736567  # "mseg": marks the database as a microseg workspace
+DB_NAME = "workspace.sqlite"
+_SQLITE_MAGIC = b"SQLite format 3\x00"
+
+_SCHEMA = """
+CREATE TABLE schema_version (version INTEGER NOT NULL);
+CREATE TABLE images (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT NOT NULL,
+    sha256 TEXT NOT NULL UNIQUE,
+    path TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    info TEXT NOT NULL DEFAULT '{}',
+    source TEXT NOT NULL DEFAULT '{}',
+    classes TEXT,
+    task TEXT,
+    added REAL NOT NULL,
+    opened REAL NOT NULL
+);
+CREATE TABLE annotations (
+    image_id INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+    t INTEGER NOT NULL,
+    path TEXT NOT NULL,
+    dtype TEXT NOT NULL,
+    n_labelled INTEGER NOT NULL,
+    updated REAL NOT NULL,
+    PRIMARY KEY (image_id, t)
+);
+CREATE TABLE models (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT NOT NULL,
+    sha256 TEXT NOT NULL UNIQUE,
+    kind TEXT NOT NULL,
+    task TEXT,
+    path TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    created REAL NOT NULL,
+    summary TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX images_opened ON images(opened);
+"""
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """One stored image.
+
+    Attributes
+    ----------
+    id : int
+        Workspace id.
+    name : str
+        File (or sample) name as given.
+    sha256 : str
+        SHA-256 of the source bytes (images are deduplicated on it).
+    path : Path
+        The stored source file.
+    size : int
+        Source size in bytes.
+    info : dict
+        Free JSON description (shape, dtype, pixel size ...).
+    source : dict
+        Where the image came from (kind, sample key, citation ...).
+    added, opened : float
+        Unix times of the first add and the last open.
+    n_labelled : int
+        Number of frames with stored strokes.
+    """
+
+    id: int
+    name: str
+    sha256: str
+    path: Path
+    size: int
+    info: dict = field(default_factory=dict)
+    source: dict = field(default_factory=dict)
+    added: float = 0.0
+    opened: float = 0.0
+    n_labelled: int = 0
+
+
+@dataclass(frozen=True)
+class ModelRecord:
+    """One stored model file (kind ``"rf"`` or ``"unet"``, task, summary of its metadata)."""
+
+    id: int
+    name: str
+    sha256: str
+    kind: str
+    task: str | None
+    path: Path
+    size: int
+    created: float
+    summary: dict = field(default_factory=dict)
+
+
+class Strokes(NamedTuple):
+    """The stored annotation of one image.
+
+    ``frames`` maps frame index to its label image (0 unlabelled, k class k);
+    ``classes`` and ``task`` are None when nothing was ever saved for the image.
+    """
+
+    frames: dict[int, np.ndarray]
+    classes: Any
+    task: str | None
+
+
+def default_root() -> Path:
+    """``$MICROSEG_WORKSPACE``, else ``~/.microseg/workspace``."""
+    env = os.environ.get("MICROSEG_WORKSPACE")
+    return Path(env).expanduser() if env else Path.home() / ".microseg" / "workspace"
+
+
+class Workspace:
+    """Images, strokes and models of one user, in one folder (see the module notes).
+
+    Use :meth:`open`; an instance may be shared between threads (every call opens
+    its own database connection, and writes are serialised).
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.db_path = self.root / DB_NAME
+        self._lock = threading.RLock()
+
+    # ------------------------------------------------------------------ opening
+
+    @classmethod
+    def open(cls, root: str | os.PathLike | None = None) -> Workspace:
+        """Open (creating if needed) the workspace in ``root``.
+
+        Parameters
+        ----------
+        root : str or Path, optional
+            Workspace folder; default :func:`default_root`.
+
+        Returns
+        -------
+        Workspace
+
+        Raises
+        ------
+        InputError
+            When the folder cannot be created or written, or its database is
+            corrupt, foreign or from a newer microseg.
+        """
+        root = Path(root).expanduser() if root is not None else default_root()
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            for sub in ("images", "strokes", "models"):
+                (root / sub).mkdir(exist_ok=True)
+            probe = root / f".probe-{uuid.uuid4().hex}"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            raise InputError(
+                f"The workspace folder {root} cannot be used ({exc.strerror or exc})."
+            ) from exc
+        ws = cls(root)
+        ws._init_db()
+        return ws
+
+    def _init_db(self) -> None:
+        db = self.db_path
+        if db.is_file() and db.stat().st_size > 0:
+            with open(db, "rb") as fh:
+                if fh.read(16) != _SQLITE_MAGIC:
+                    raise InputError(_foreign(db))
+        with self._lock, self._connect() as con:
+            con.execute("PRAGMA journal_mode=WAL")
+            if con.execute("PRAGMA quick_check").fetchone()[0] != "ok":
+                raise InputError(f"The workspace database {db} is damaged; move it aside.")
+            con.execute("BEGIN IMMEDIATE")
+            tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master")}
+            app_id = con.execute("PRAGMA application_id").fetchone()[0]
+            if not tables and app_id == 0:
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        con.execute(statement)
+                con.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
+                con.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            elif app_id != APPLICATION_ID or "schema_version" not in tables:
+                raise InputError(_foreign(db))
+            else:
+                version = con.execute("SELECT MAX(version) FROM schema_version").fetchone()[0]
+                if version is None or version > SCHEMA_VERSION:
+                    raise InputError(
+                        f"The workspace database {db} was written by a newer microseg "
+                        f"(schema {version}); update microseg to use it."
+                    )
+            con.execute("COMMIT")
+
+    @contextmanager
+    def _connect(self, write: bool = False) -> Iterator[sqlite3.Connection]:
+        """A connection for one call; ``write`` runs the body as one immediate transaction."""
+        try:
+            con = sqlite3.connect(self.db_path, timeout=30, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise InputError(
+                f"The workspace database {self.db_path} cannot be opened ({exc})."
+            ) from exc
+        con.row_factory = sqlite3.Row
+        try:
+            con.execute("PRAGMA foreign_keys = ON")
+            if write:
+                con.execute("BEGIN IMMEDIATE")
+            yield con
+            if write:
+                con.execute("COMMIT")
+        except sqlite3.DatabaseError as exc:
+            raise InputError(
+                f"The workspace database {self.db_path} cannot be used ({exc})."
+            ) from exc
+        finally:
+            if con.in_transaction:
+                con.execute("ROLLBACK")
+            con.close()
+
+    # ------------------------------------------------------------------- images
+
+    def add_image(
+        self, data: bytes, name: str, *, info: dict | None = None, source: dict | None = None
+    ) -> ImageRecord:
+        """Store an image's source bytes; the existing record is returned for known bytes.
+
+        Parameters
+        ----------
+        data : bytes
+            The file as read (or any bytes that identify the image).
+        name : str
+            File or sample name shown to the user.
+        info, source : dict, optional
+            JSON descriptions: shape/dtype/pixel size, and where the image came from.
+
+        Returns
+        -------
+        ImageRecord
+        """
+        data = bytes(data)
+        digest = hashlib.sha256(data).hexdigest()
+        existing = self._image_by_sha(digest)
+        if existing is not None:
+            return existing
+        suffix = Path(name).suffix.lower()
+        if not (2 <= len(suffix) <= 6 and suffix[1:].isalnum()):
+            suffix = ".bin"
+        rel = f"images/{digest}{suffix}"
+        with self._lock:
+            _write_atomic(self.root / rel, data)
+            now = self._next_time()
+            try:
+                with self._connect(write=True) as con:
+                    con.execute(
+                        "INSERT INTO images (name, sha256, path, size, info, source, added, opened)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        (name, digest, rel, len(data), _dumps(info), _dumps(source), now, now),
+                    )
+            except InputError:
+                existing = self._image_by_sha(digest)
+                if existing is not None:
+                    return existing
+                raise
+        record = self._image_by_sha(digest)
+        assert record is not None
+        return record
+
+    def images(self) -> list[ImageRecord]:
+        """All stored images, most recently opened first."""
+        with self._connect() as con:
+            rows = con.execute(_IMAGE_SELECT + " ORDER BY i.opened DESC, i.id DESC").fetchall()
+        return [self._image_record(r) for r in rows]
+
+    def image(self, image_id: int) -> ImageRecord:
+        """The record of image ``image_id`` (InputError when it is not stored)."""
+        with self._connect() as con:
+            row = con.execute(_IMAGE_SELECT + " WHERE i.id = ?", (int(image_id),)).fetchone()
+        if row is None:
+            raise InputError(f"The workspace has no image {image_id}.")
+        return self._image_record(row)
+
+    def image_bytes(self, image_id: int) -> bytes:
+        """The stored source bytes of image ``image_id``."""
+        record = self.image(image_id)
+        try:
+            return record.path.read_bytes()
+        except OSError as exc:
+            raise InputError(
+                f"The stored file of {record.name} cannot be read ({exc.strerror or exc})."
+            ) from exc
+
+    def touch_image(self, image_id: int) -> None:
+        """Mark image ``image_id`` as opened now (it moves to the top of :meth:`images`)."""
+        with self._lock, self._connect(write=True) as con:
+            cur = con.execute(
+                "UPDATE images SET opened = ? WHERE id = ?", (self._next_time(con), int(image_id))
+            )
+            if cur.rowcount == 0:
+                raise InputError(f"The workspace has no image {image_id}.")
+
+    def delete_image(self, image_id: int) -> None:
+        """Remove image ``image_id``, its strokes and their files."""
+        with self._lock:
+            with self._connect(write=True) as con:
+                row = con.execute(
+                    "SELECT path FROM images WHERE id = ?", (int(image_id),)
+                ).fetchone()
+                if row is None:
+                    raise InputError(f"The workspace has no image {image_id}.")
+                files = [row["path"]] + [
+                    r["path"]
+                    for r in con.execute(
+                        "SELECT path FROM annotations WHERE image_id = ?", (int(image_id),)
+                    )
+                ]
+                con.execute("DELETE FROM images WHERE id = ?", (int(image_id),))
+            for rel in files:
+                (self.root / rel).unlink(missing_ok=True)
+            shutil.rmtree(self.root / "strokes" / str(int(image_id)), ignore_errors=True)
+
+    # ------------------------------------------------------------------ strokes
+
+    def save_strokes(
+        self,
+        image_id: int,
+        t: int,
+        labels: np.ndarray | None,
+        classes: Any = None,
+        task: str | None = None,
+    ) -> None:
+        """Store the strokes of frame ``t`` (None or all zeros removes them).
+
+        Parameters
+        ----------
+        image_id : int
+            Workspace image id.
+        t : int
+            Frame index.
+        labels : ndarray or None
+            2-D integer label image (0 unlabelled, k class k), kept in its dtype.
+        classes : JSON value, optional
+            Class definitions (names, colours) of the image; stored when given.
+        task : str, optional
+            Task of the classes; stored when given.
+        """
+        if labels is not None:
+            labels = np.asarray(labels)
+            if labels.ndim != 2 or labels.dtype.kind not in "ui":
+                raise InputError(
+                    f"Strokes must be a 2-D integer image, got {labels.ndim}-D {labels.dtype}."
+                )
+            if labels.dtype.kind == "i" and labels.size and labels.min() < 0:
+                raise InputError("Strokes must not hold negative labels.")
+        keep = labels is not None and bool(labels.any())
+        rel = None
+        with self._lock:
+            if keep:
+                rel = f"strokes/{int(image_id)}/t{int(t)}-{uuid.uuid4().hex[:12]}.npy"
+                _write_atomic(self.root / rel, _npy_bytes(labels))
+            old = None
+            try:
+                with self._connect(write=True) as con:
+                    _require(con, "images", image_id)
+                    prev = con.execute(
+                        "SELECT path FROM annotations WHERE image_id = ? AND t = ?",
+                        (int(image_id), int(t)),
+                    ).fetchone()
+                    old = prev["path"] if prev is not None else None
+                    if keep:
+                        con.execute(
+                            "INSERT OR REPLACE INTO annotations"
+                            " (image_id, t, path, dtype, n_labelled, updated)"
+                            " VALUES (?, ?, ?, ?, ?, ?)",
+                            (int(image_id), int(t), rel, str(labels.dtype),
+                             int(np.count_nonzero(labels)), time.time()),
+                        )  # fmt: skip
+                    else:
+                        con.execute(
+                            "DELETE FROM annotations WHERE image_id = ? AND t = ?",
+                            (int(image_id), int(t)),
+                        )
+                    if classes is not None:
+                        con.execute(
+                            "UPDATE images SET classes = ? WHERE id = ?",
+                            (_dumps(classes), int(image_id)),
+                        )
+                    if task is not None:
+                        con.execute(
+                            "UPDATE images SET task = ? WHERE id = ?", (task, int(image_id))
+                        )
+            except BaseException:
+                if rel is not None:
+                    (self.root / rel).unlink(missing_ok=True)
+                raise
+            if old is not None and old != rel:
+                (self.root / old).unlink(missing_ok=True)
+
+    def save_classes(self, image_id: int, classes: Any, task: str | None = None) -> None:
+        """Store the class definitions (and task) of image ``image_id`` without its strokes."""
+        with self._lock, self._connect(write=True) as con:
+            cur = con.execute(
+                "UPDATE images SET classes = ?, task = COALESCE(?, task) WHERE id = ?",
+                (_dumps(classes), task, int(image_id)),
+            )
+            if cur.rowcount == 0:
+                raise InputError(f"The workspace has no image {image_id}.")
+
+    def load_strokes(self, image_id: int) -> Strokes:
+        """The stored strokes of every frame of image ``image_id``, with its classes and task.
+
+        Raises
+        ------
+        InputError
+            When the image is not stored or a stroke file is missing, damaged or
+            holds anything but a 2-D integer array (pickles are never loaded).
+        """
+        with self._connect() as con:
+            row = con.execute(
+                "SELECT name, classes, task FROM images WHERE id = ?", (int(image_id),)
+            ).fetchone()
+            if row is None:
+                raise InputError(f"The workspace has no image {image_id}.")
+            rows = con.execute(
+                "SELECT t, path FROM annotations WHERE image_id = ? ORDER BY t", (int(image_id),)
+            ).fetchall()
+        frames = {int(r["t"]): _load_labels(self.root / r["path"], row["name"]) for r in rows}
+        classes = json.loads(row["classes"]) if row["classes"] is not None else None
+        return Strokes(frames, classes, row["task"])
+
+    # ------------------------------------------------------------------- models
+
+    def add_model(self, model: str | os.PathLike | bytes, name: str) -> ModelRecord:
+        """Copy a model file (safetensors, see :mod:`microseg.modelfile`) into the workspace.
+
+        Parameters
+        ----------
+        model : str, Path or bytes
+            The model file, or its bytes.
+        name : str
+            Name shown to the user.
+
+        Returns
+        -------
+        ModelRecord
+            The new record, or the existing one for a file already stored.
+
+        Raises
+        ------
+        ModelFileError
+            When the file is not a microseg model (a pickle is refused unread).
+        """
+        from microseg.modelfile import file_hash, read_metadata
+
+        tmp = self.root / "models" / f".incoming-{uuid.uuid4().hex}.safetensors"
+        try:
+            with self._lock:
+                if isinstance(model, bytes | bytearray | memoryview):
+                    _write_atomic(tmp, bytes(model))
+                else:
+                    shutil.copyfile(model, tmp)
+                meta = read_metadata(tmp)
+                digest = file_hash(tmp)
+                existing = self._model_by_sha(digest)
+                if existing is not None:
+                    return existing
+                rel = f"models/{digest}.safetensors"
+                os.replace(tmp, self.root / rel)
+                summary = {k: meta[k] for k in ("classes", "microseg_version", "training")
+                           if k in meta}  # fmt: skip
+                with self._connect(write=True) as con:
+                    con.execute(
+                        "INSERT INTO models (name, sha256, kind, task, path, size, created, summary)"
+                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        (name, digest, str(meta.get("kind", "")), meta.get("task"), rel,
+                         (self.root / rel).stat().st_size, time.time(), _dumps(summary)),
+                    )  # fmt: skip
+        except OSError as exc:
+            raise InputError(
+                f"The model {name} cannot be copied into the workspace ({exc.strerror or exc})."
+            ) from exc
+        finally:
+            tmp.unlink(missing_ok=True)
+        record = self._model_by_sha(digest)
+        assert record is not None
+        return record
+
+    def models(self) -> list[ModelRecord]:
+        """All stored models, newest first."""
+        with self._connect() as con:
+            rows = con.execute("SELECT * FROM models ORDER BY created DESC, id DESC").fetchall()
+        return [self._model_record(r) for r in rows]
+
+    def model_path(self, model_id: int) -> Path:
+        """Path of the stored file of model ``model_id`` (load it with ``load_segmenter``)."""
+        with self._connect() as con:
+            row = con.execute("SELECT path FROM models WHERE id = ?", (int(model_id),)).fetchone()
+        if row is None:
+            raise InputError(f"The workspace has no model {model_id}.")
+        return self.root / row["path"]
+
+    def delete_model(self, model_id: int) -> None:
+        """Remove model ``model_id`` and its file."""
+        with self._lock:
+            with self._connect(write=True) as con:
+                row = con.execute(
+                    "SELECT path FROM models WHERE id = ?", (int(model_id),)
+                ).fetchone()
+                if row is None:
+                    raise InputError(f"The workspace has no model {model_id}.")
+                con.execute("DELETE FROM models WHERE id = ?", (int(model_id),))
+            (self.root / row["path"]).unlink(missing_ok=True)
+
+    # ---------------------------------------------------------------- internals
+
+    def _next_time(self, con: sqlite3.Connection | None = None) -> float:
+        """Now, but strictly after every stored open time (keeps the order exact)."""
+        if con is None:
+            with self._connect() as own:
+                return self._next_time(own)
+        last = con.execute("SELECT MAX(opened) FROM images").fetchone()[0] or 0.0
+        return max(time.time(), last + 1e-6)
+
+    def _image_by_sha(self, digest: str) -> ImageRecord | None:
+        with self._connect() as con:
+            row = con.execute(_IMAGE_SELECT + " WHERE i.sha256 = ?", (digest,)).fetchone()
+        return None if row is None else self._image_record(row)
+
+    def _model_by_sha(self, digest: str) -> ModelRecord | None:
+        with self._connect() as con:
+            row = con.execute("SELECT * FROM models WHERE sha256 = ?", (digest,)).fetchone()
+        return None if row is None else self._model_record(row)
+
+    def _image_record(self, row: sqlite3.Row) -> ImageRecord:
+        return ImageRecord(
+            id=row["id"],
+            name=row["name"],
+            sha256=row["sha256"],
+            path=self.root / row["path"],
+            size=row["size"],
+            info=json.loads(row["info"]),
+            source=json.loads(row["source"]),
+            added=row["added"],
+            opened=row["opened"],
+            n_labelled=row["n_labelled"],
+        )
+
+    def _model_record(self, row: sqlite3.Row) -> ModelRecord:
+        return ModelRecord(
+            id=row["id"],
+            name=row["name"],
+            sha256=row["sha256"],
+            kind=row["kind"],
+            task=row["task"],
+            path=self.root / row["path"],
+            size=row["size"],
+            created=row["created"],
+            summary=json.loads(row["summary"]),
+        )
+
+
+_IMAGE_SELECT = (
+    "SELECT i.*, (SELECT COUNT(*) FROM annotations a WHERE a.image_id = i.id) AS n_labelled"
+    " FROM images i"
+)
+
+
+def _require(con: sqlite3.Connection, table: str, row_id: int) -> None:
+    """Raise InputError when ``table`` has no row ``row_id`` (ids are never reused)."""
+    if con.execute(f"SELECT 1 FROM {table} WHERE id = ?", (int(row_id),)).fetchone() is None:
+        kind = "image" if table == "images" else "model"
+        raise InputError(f"The workspace has no {kind} {row_id}.")
+
+
+def _foreign(db: Path) -> str:
+    return (
+        f"{db} is not a microseg workspace database; move it aside or choose another "
+        "workspace folder."
+    )
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps({} if value is None else value, default=str)
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` under a temporary name beside ``path``, then move it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _npy_bytes(labels: np.ndarray) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    np.save(buf, np.ascontiguousarray(labels), allow_pickle=False)
+    return buf.getvalue()
+
+
+def _load_labels(path: Path, image_name: str) -> np.ndarray:
+    """Read one stroke file: a 2-D integer ``.npy``; pickled content is refused."""
+    try:
+        labels = np.load(path, allow_pickle=False)
+    except FileNotFoundError as exc:
+        raise InputError(f"A stroke file of {image_name} is missing ({path.name}).") from exc
+    except (OSError, ValueError, EOFError) as exc:
+        raise InputError(
+            f"The stroke file {path.name} of {image_name} is damaged or not a label array, "
+            "so it was not loaded."
+        ) from exc
+    if not isinstance(labels, np.ndarray) or labels.ndim != 2 or labels.dtype.kind not in "ui":
+        raise InputError(
+            f"The stroke file {path.name} of {image_name} does not hold a 2-D integer label image."
+        )
+    return labels
