@@ -93,6 +93,12 @@ def _build_parser() -> argparse.ArgumentParser:
     n.add_argument("--pixel-size", type=float, default=None, help="µm per pixel")
     n.add_argument("--channel", type=int, default=None, help="channel to segment (0-based)")
     n.add_argument("--track", action="store_true", help="link nuclei across frames")
+    n.add_argument(
+        "--independent-frames",
+        action="store_true",
+        help="segment every frame on its own (by default a nucleus cut in two, or two "
+        "nuclei merged, in one frame only is fixed from the frames before and after)",
+    )
     n.add_argument("images", nargs="+", type=Path, metavar="IMAGE_OR_STACK")
 
     gr = sub.add_parser(

@@ -256,11 +256,19 @@ def segment_image(
     progress: Callable[[int, int], None] | None = None,
     stop: threading.Event | None = None,
     workers: int = 1,
+    temporal: bool = True,
 ) -> SeriesResult:
-    """Segment and measure every frame of one slice (``z``) of ``image``."""
-    from microseg.timeseries import process_series
+    """Segment and measure every frame of one slice (``z``) of ``image``.
 
-    return process_series(
+    With ``temporal`` (and at least three frames), one-frame splits and merges are
+    fixed from the frames before and after (:func:`microseg.temporal.consistent_instances`)
+    and the frames that changed are measured again; ``params["temporal"]`` says what
+    changed.
+    """
+    from microseg.temporal import consistent_instances
+    from microseg.timeseries import process_series, replace_frames
+
+    res = process_series(
         image,
         segmenter,
         measurer,
@@ -270,6 +278,17 @@ def segment_image(
         channel=None,
         z=z,
     )
+    if not temporal or res.n_done < 3:
+        return res
+    labels, report = consistent_instances(res.labels)
+    if report.frames_changed:
+        res = replace_frames(res, labels, report.frames_changed, image, measurer, None, z)
+    res.params["temporal"] = {
+        "merged_fragments": report.merged,
+        "split_merges": report.split,
+        "frames_changed": len(report.frames_changed),
+    }
+    return res
 
 
 def track_series(objects: pd.DataFrame, labels: np.ndarray) -> tuple[pd.DataFrame, np.ndarray, Any]:
@@ -312,11 +331,13 @@ def run_nuclei(
     progress: Callable[[str], None] | None = None,
     stop: threading.Event | None = None,
     workers: int = 1,
+    temporal: bool = True,
 ) -> NucleiRun:
     """Segment, measure (and track) every frame and slice of ``image``.
 
     Z slices are handled one by one (2-D models); tracking links frames of the
-    same slice, and track ids are unique over the whole image.
+    same slice, and track ids are unique over the whole image. ``temporal`` fixes
+    one-frame splits and merges from the neighbouring frames (see :func:`segment_image`).
     """
     nt, nz = image.n_frames, image.n_slices
     h, w = image.shape_yx
@@ -338,7 +359,14 @@ def run_nuclei(
 
         with inference_threads(workers if nt > 1 else 1):
             res = segment_image(
-                image, segmenter, measurer, z=z, progress=report, stop=stop, workers=workers
+                image,
+                segmenter,
+                measurer,
+                z=z,
+                progress=report,
+                stop=stop,
+                workers=workers,
+                temporal=temporal,
             )
         labels = res.labels
         if stack is None:

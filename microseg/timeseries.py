@@ -331,6 +331,63 @@ def process_series(
     return coll.result(n_done, stopped, params)
 
 
+def replace_frames(
+    result: SeriesResult,
+    labels: np.ndarray,
+    frames: Sequence[int],
+    micro_image: MicroImage,
+    measure_frame: MeasureFn | None = None,
+    channel: int | None = None,
+    z: int | str = 0,
+) -> SeriesResult:
+    """A copy of ``result`` with new ``labels`` whose ``frames`` are measured again.
+
+    Parameters
+    ----------
+    result : SeriesResult
+        A finished run.
+    labels : ndarray
+        ``(n_done, Y, X)`` corrected labels (only ``frames`` differ from the result's).
+    frames : sequence of int
+        Frames to measure again (their pixels are read from ``micro_image``).
+    micro_image, measure_frame, channel, z
+        As given to :func:`process_series`.
+
+    Returns
+    -------
+    SeriesResult
+        Same run, with these frames' labels, table rows and summary rows replaced.
+    """
+    if labels.shape != result.labels.shape:
+        raise InputError(f"Labels {labels.shape} do not match the run's {result.labels.shape}.")
+    measure = measure_frame or _default_measure
+    changed = sorted({int(t) for t in frames})
+    tables = result.tables
+    keep = tables[~tables["frame"].isin(changed)] if "frame" in tables else tables
+    parts = [keep]
+    rows = {int(r["frame"]): r for r in result.frames.to_dict("records")}
+    for t in changed:
+        table = measure(labels[t], _read_frame(micro_image, t, channel, z))
+        table = table.drop(columns="frame") if "frame" in table.columns else table
+        table.insert(0, "frame", t)
+        parts.append(table)
+        rows[t] = _summary_row(t, labels[t], table)
+    non_empty = [p for p in parts if len(p)]
+    table = pd.concat(non_empty, ignore_index=True) if non_empty else keep
+    if len(table) and "label" in table.columns:
+        table = table.sort_values(["frame", "label"], kind="stable").reset_index(drop=True)
+    summary = pd.DataFrame([rows[t] for t in sorted(rows)]) if rows else result.frames
+    return SeriesResult(
+        labels,
+        table,
+        summary,
+        result.stopped,
+        result.n_done,
+        result.n_total,
+        dict(result.params),
+    )
+
+
 # --------------------------------------------------------------------------- Dask
 
 

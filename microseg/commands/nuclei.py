@@ -114,6 +114,7 @@ def process_file(
     track: bool = False,
     progress: Callable[[str], None] | None = None,
     workers: int | None = None,
+    temporal: bool = True,
 ) -> dict[str, Any]:
     """Run ``microseg nuclei`` on one input file; returns a summary of what was written."""
     from microseg.commands.predict import model_provenance, read_input
@@ -143,11 +144,13 @@ def process_file(
         track=track,
         progress=report,
         workers=workers or default_workers(),
+        temporal=temporal,
     )
     params = dict(
         segmenter.settings(),
         pixel_size_um=ps,
         track=bool(track),
+        temporal_consistency=bool(temporal) and image.n_frames >= 3,
         pixel_size_source="--pixel-size"
         if pixel_size_um
         else image.metadata.get("pixel_size_source"),
@@ -196,6 +199,7 @@ def cmd_nuclei(args: argparse.Namespace, progress: Callable[[str], None]) -> dic
             channel=args.channel,
             track=bool(args.track),
             progress=progress,
+            temporal=not getattr(args, "independent_frames", False),
         )
         for path in images
     ]

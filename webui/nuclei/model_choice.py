@@ -116,6 +116,15 @@ def model_sidebar(image: MicroImage) -> dict[str, Any] | None:
         key="nuc_split",
         help="Seeded watershed between touching nuclei.",
     )
+    temporal = True
+    if image.n_frames >= 3:
+        temporal = st.toggle(
+            "Fix one-frame splits and merges from neighbouring frames",
+            value=True,
+            key="nuc_temporal",
+            help="When a nucleus is cut in two (or two nuclei are merged) in one frame "
+            "only, the frames before and after decide. Applies to 'Segment all frames'.",
+        )
     channel = None
     if image.n_channels > 1:
         names = ["all channels"] + list(image.channel_names)
@@ -135,6 +144,7 @@ def model_sidebar(image: MicroImage) -> dict[str, Any] | None:
         "model_label": label,
         "min_area_px": int(min_area) or None,
         "split_touching": bool(split),
+        "temporal": bool(temporal),
         "channel": channel,
         "z": z,
         "pixel_size_um": ps,

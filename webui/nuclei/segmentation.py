@@ -80,7 +80,9 @@ def _pipeline(settings: dict[str, Any]):  # noqa: ANN202
 
 def _result_settings(settings: dict[str, Any]) -> dict[str, Any]:
     model = resolve_model(settings["model_id"])
-    out = {k: settings[k] for k in ("channel", "min_area_px", "split_touching", "pixel_size_um")}
+    keys = ("channel", "min_area_px", "split_touching", "pixel_size_um")
+    out = {k: settings[k] for k in keys}
+    out["temporal_consistency"] = bool(settings.get("temporal", True))
     out["model_kind"] = model.metadata.get("kind")
     out["model_sha256"] = model.metadata.get("file_sha256")
     return out
@@ -117,7 +119,14 @@ def start_series(image: MicroImage, settings: dict[str, Any]) -> SeriesJob:
 
     def run(progress: Callable[[int, int], None], stop: threading.Event) -> Any:
         return segment_image(
-            image, seg, meas, z=z, progress=progress, stop=stop, workers=default_workers()
+            image,
+            seg,
+            meas,
+            z=z,
+            progress=progress,
+            stop=stop,
+            workers=default_workers(),
+            temporal=bool(settings.get("temporal", True)),
         )
 
     job = SeriesJob(run, image.n_frames)
