@@ -109,6 +109,7 @@ def test_provenance_sidecars(work, tracked):
         assert side["model_sha256"] == sha
         assert side["parameters"]["pixel_size_um"] == pytest.approx(PIXEL_SIZE)
         assert side["parameters"]["track"] is True
+        assert side["parameters"]["temporal_consistency"] is True
     prov = read_provenance(tracked / "series_labels.tif")
     assert prov["model_sha256"] == sha and prov["parameters"]["split_touching"] is True
 
@@ -247,3 +248,14 @@ def test_z_stack_is_segmented_slice_by_slice(work):
     assert list(tracks.columns[:3]) == ["track_id", "frame", "z"]
     frames_csv = pd.read_csv(out / "zstack_frames.csv")
     assert list(frames_csv["z"]) == [0, 1]
+
+
+def test_independent_frames_option(work):
+    out = work["dir"] / "out_independent"
+    rc = main(
+        ["nuclei", "--model", str(work["model"]), "--out", str(out), "--independent-frames"]
+        + [str(work["image"])]
+    )
+    assert rc == 0
+    side = json.loads((out / "series_objects.json").read_text())
+    assert side["parameters"]["temporal_consistency"] is False

@@ -20,6 +20,7 @@ from microseg.nuclei import (
     frame_table,
     order_columns,
     run_nuclei,
+    segment_image,
 )
 from microseg.segmenter import load_segmenter
 from tests.nuclei_fixtures import PIXEL_SIZE, pooled_ap, small_series, train_rf_model
@@ -175,3 +176,31 @@ def test_tables_without_objects_and_frame_summary():
     assert frames["total_area_px"].tolist() == [40.0, 0.0, 50.0, 0.0]
     np.testing.assert_allclose(frames["mean_area_px"], [20.0, np.nan, 50.0, np.nan])
     np.testing.assert_allclose(frames["mean_intensity"], [2.0, np.nan, 5.0, np.nan])
+
+
+def _cut_in_frame_one(frame: np.ndarray) -> np.ndarray:
+    """Labels the bright disc; cuts it in halves when the frame is marked (value 201)."""
+    lab = ndi.label(frame > 100)[0].astype(np.uint16)
+    if frame.max() == 201:
+        lab[(lab == 1) & (np.arange(frame.shape[1])[None, :] >= 32)] = 2
+    return lab
+
+
+def test_segment_image_fixes_a_one_frame_split_from_its_neighbours():
+    yy, xx = np.mgrid[:64, :64]
+    disc = ((yy - 32) ** 2 + (xx - 32) ** 2 < 12**2).astype(np.uint16) * 200
+    stack = np.stack([disc, disc, disc, disc])
+    stack[1][disc > 0] = 201
+    image = MicroImage.from_array(stack, axes="TYX", name="disc")
+    fixed = segment_image(image, _cut_in_frame_one, FrameMeasurer())
+    assert fixed.frames["count"].tolist() == [1, 1, 1, 1]
+    assert fixed.params["temporal"] == {
+        "merged_fragments": 1,
+        "split_merges": 0,
+        "frames_changed": 1,
+    }
+    row = fixed.tables[fixed.tables["frame"] == 1].iloc[0]
+    assert row["area_px"] == (disc > 0).sum()
+    raw = segment_image(image, _cut_in_frame_one, FrameMeasurer(), temporal=False)
+    assert raw.frames["count"].tolist() == [1, 2, 1, 1]
+    assert "temporal" not in raw.params

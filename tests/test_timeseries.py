@@ -17,6 +17,7 @@ from microseg.timeseries import (
     process_frame,
     process_series,
     process_series_dask,
+    replace_frames,
 )
 
 T, H, W = 5, 48, 64
@@ -146,3 +147,20 @@ def test_dask_local_cluster_matches_sequential(series, tmp_path):
             paths, threshold_segment, scheduler_address=cluster.scheduler_address
         )
     assert np.array_equal(seq.labels, from_files.labels)
+
+
+def test_replace_frames_measures_only_the_changed_frames(series):
+    res = process_series(series, threshold_segment)
+    labels = res.labels.copy()
+    labels[2][labels[2] == 3] = 0  # drop one object of frame 2
+    out = replace_frames(res, labels, [2], series)
+    assert out.n_done == res.n_done and out.labels is labels
+    assert out.frames["count"].tolist() == [1, 2, 2, 4, 5]
+    assert out.tables.groupby("frame").size().tolist() == [1, 2, 2, 4, 5]
+    assert list(out.tables["frame"]) == sorted(out.tables["frame"])
+    kept = res.tables[res.tables["frame"] != 2].reset_index(drop=True)
+    again = out.tables[out.tables["frame"] != 2].reset_index(drop=True)
+    assert kept.equals(again)
+    assert res.frames["count"].tolist()[2] == 3  # the original result is untouched
+    with pytest.raises(InputError):
+        replace_frames(res, labels[:2], [1], series)
