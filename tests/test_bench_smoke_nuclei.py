@@ -89,8 +89,10 @@ def test_accuracy_smoke(acc, shared_data, capsys):
     assert "DSB 2018 held-out split" in text and "0 of them in the training" in text
     assert "GOWT1" in text and "SIM+" in text
     ours = [ln for ln in text.splitlines() if ln.startswith("microseg as is")]
-    assert len(ours) == 3  # DSB, GOWT1, SIM+
-    assert all(0.0 <= float(ln.split()[3]) <= 1.0 for ln in ours)
+    assert len(ours) == 4  # DSB, GOWT1, SIM+, SIM+ with the temporal fix
+    assert all(0.0 <= float(ln.split()[3]) <= 1.0 for ln in ours[:2])
+    assert ours[3].startswith("microseg as is + temporal")
+    assert all(0.0 <= float(ln[36:].split()[0]) <= 1.0 for ln in ours[2:])  # SEG
     gt_row = [ln for ln in text.splitlines() if ln.startswith("ground-truth masks")][0]
     assert float(gt_row.split()[2]) == pytest.approx(1.0)  # SEG of the GT itself
 
