@@ -94,6 +94,12 @@ def _build_parser() -> argparse.ArgumentParser:
     n.add_argument("--channel", type=int, default=None, help="channel to segment (0-based)")
     n.add_argument("--track", action="store_true", help="link nuclei across frames")
     n.add_argument(
+        "--augment",
+        action="store_true",
+        help="test-time augmentation for deep-learning models: average over the 8 flips "
+        "and quarter turns (8x slower, usually slightly more accurate)",
+    )
+    n.add_argument(
         "--independent-frames",
         action="store_true",
         help="segment every frame on its own (by default a nucleus cut in two, or two "

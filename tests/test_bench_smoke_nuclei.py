@@ -88,11 +88,15 @@ def test_accuracy_smoke(acc, shared_data, capsys):
     text = capsys.readouterr().out
     assert "DSB 2018 held-out split" in text and "0 of them in the training" in text
     assert "GOWT1" in text and "SIM+" in text
-    ours = [ln for ln in text.splitlines() if ln.startswith("microseg as is")]
-    assert len(ours) == 4  # DSB, GOWT1, SIM+, SIM+ with the temporal fix
-    assert all(0.0 <= float(ln.split()[3]) <= 1.0 for ln in ours[:2])
-    assert ours[3].startswith("microseg as is + temporal")
-    assert all(0.0 <= float(ln[36:].split()[0]) <= 1.0 for ln in ours[2:])  # SEG
+    lines = text.splitlines()
+    plain = [ln for ln in lines if ln.startswith("microseg as is  ")]
+    assert len(plain) == 3  # DSB, GOWT1, SIM+
+    assert all(0.0 <= float(ln.split()[3]) <= 1.0 for ln in plain[:2])
+    augmented = [ln for ln in lines if ln.startswith("microseg as is, augmented")]
+    assert len(augmented) == 4  # DSB, GOWT1, SIM+ and SIM+ with the temporal fix
+    temporal = [ln for ln in lines if ln.startswith("microseg as is + temporal")]
+    assert len(temporal) == 1
+    assert all(0.0 <= float(ln[36:].split()[0]) <= 1.0 for ln in plain[2:] + temporal)  # SEG
     gt_row = [ln for ln in text.splitlines() if ln.startswith("ground-truth masks")][0]
     assert float(gt_row.split()[2]) == pytest.approx(1.0)  # SEG of the GT itself
 

@@ -259,3 +259,15 @@ def test_independent_frames_option(work):
     assert rc == 0
     side = json.loads((out / "series_objects.json").read_text())
     assert side["parameters"]["temporal_consistency"] is False
+
+
+def test_augment_needs_a_deep_model(work, capsys):
+    out = work["dir"] / "out_augment"
+    rc = main(
+        ["nuclei", "--model", str(work["model"]), "--out", str(out), "--augment"]
+        + [str(work["image"])]
+    )
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2
+    assert err[-1].endswith("Test-time augmentation needs a deep-learning (U-Net) model.")
+    assert not (out / "series_labels.tif").exists()

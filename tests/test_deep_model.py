@@ -213,3 +213,20 @@ def test_kernels_and_feature_maps():
     strong = strongest_channels(maps["enc1"], 3)
     act = np.abs(maps["enc1"]).mean(axis=(1, 2))
     assert strong[0] == int(np.argmax(act)) and len(strong) == 3
+
+
+def test_test_time_augmentation_is_orientation_invariant():
+    m = _model(seed=3)
+    img = (np.random.default_rng(1).random((40, 56)) * 4000).astype(np.uint16)
+    plain = m.predict_proba(img)
+    aug = m.predict_proba(img, augment=True)
+    assert aug.shape == plain.shape and aug.dtype == np.float32
+    np.testing.assert_allclose(aug.sum(0), 1.0, atol=1e-4)
+    assert not np.allclose(aug, plain, atol=1e-3)  # a random network is not symmetric
+    # the average over all orientations does not depend on the input's orientation
+    turned = m.predict_proba(np.ascontiguousarray(np.rot90(img)[:, ::-1]), augment=True)
+    back = np.rot90(turned[:, :, ::-1], -1, axes=(1, 2))
+    np.testing.assert_allclose(back, aug, atol=1e-4)
+    seen = []
+    m.predict_proba(img, augment=True, progress=seen.append)
+    assert seen[-1] == pytest.approx(1.0) and seen == sorted(seen)

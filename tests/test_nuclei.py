@@ -132,7 +132,12 @@ def test_segmenter_and_measurer_survive_pickling(work):
     labels = seg(frame)
     np.testing.assert_array_equal(seg2(frame), labels)
     pd.testing.assert_frame_equal(meas2(labels, frame), meas(labels, frame))
-    assert seg2.settings() == {"channel": None, "min_area_px": 20, "split_touching": False}
+    assert seg2.settings() == {
+        "channel": None,
+        "min_area_px": 20,
+        "split_touching": False,
+        "test_time_augmentation": False,
+    }
 
 
 def test_without_splitting_one_object_per_foreground_region(work):

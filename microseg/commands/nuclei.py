@@ -115,6 +115,7 @@ def process_file(
     progress: Callable[[str], None] | None = None,
     workers: int | None = None,
     temporal: bool = True,
+    augment: bool = False,
 ) -> dict[str, Any]:
     """Run ``microseg nuclei`` on one input file; returns a summary of what was written."""
     from microseg.commands.predict import model_provenance, read_input
@@ -130,7 +131,7 @@ def process_file(
     if pixel_size_um is not None and not pixel_size_um > 0:
         raise InputError("--pixel-size must be a positive number of µm per pixel.")
     ps = float(pixel_size_um) if pixel_size_um else image.pixel_size_um
-    segmenter = FrameSegmenter(model, channel=channel)
+    segmenter = FrameSegmenter(model, channel=channel, augment=augment)
     measurer = FrameMeasurer(ps)
     report(
         f"{Path(path).name}: {image.n_frames} frame(s), {image.n_slices} slice(s), "
@@ -200,6 +201,7 @@ def cmd_nuclei(args: argparse.Namespace, progress: Callable[[str], None]) -> dic
             track=bool(args.track),
             progress=progress,
             temporal=not getattr(args, "independent_frames", False),
+            augment=bool(getattr(args, "augment", False)),
         )
         for path in images
     ]

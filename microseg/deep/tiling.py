@@ -121,3 +121,41 @@ def predict_proba_tiled(
                     progress(done / n_tiles)
     acc /= wsum
     return np.ascontiguousarray(acc[:, :h, :w])
+
+
+def predict_proba_augmented(
+    net: UNet,
+    image: np.ndarray,
+    progress: ProgressFn | None = None,
+    stop: threading.Event | None = None,
+    **kw: object,
+) -> np.ndarray:
+    """Test-time augmentation: the mean of :func:`predict_proba_tiled` over the eight
+    flips and quarter turns of ``image``, each mapped back (8x the time).
+
+    Parameters
+    ----------
+    net, image
+        As for :func:`predict_proba_tiled`.
+    progress, stop
+        Fraction done over all eight passes, and a stop event.
+    **kw
+        Further arguments of :func:`predict_proba_tiled` (tile, overlap, device ...).
+    """
+    acc: np.ndarray | None = None
+    passes = [(k, flip) for flip in (False, True) for k in range(4)]
+    for i, (k, flip) in enumerate(passes):
+        x = image[:, :, ::-1] if flip else image
+        x = np.ascontiguousarray(np.rot90(x, k, axes=(1, 2)))
+
+        def sub(f: float, i: int = i) -> None:
+            if progress is not None:
+                progress((i + f) / len(passes))
+
+        p = predict_proba_tiled(net, x, progress=sub, stop=stop, **kw)  # type: ignore[arg-type]
+        p = np.rot90(p, -k, axes=(1, 2))
+        p = p[:, :, ::-1] if flip else p
+        acc = p.copy() if acc is None else acc + p
+    assert acc is not None
+    acc /= len(passes)
+    return np.ascontiguousarray(acc, dtype=np.float32)

@@ -40,6 +40,13 @@ def resolve_model(model_id: str):  # noqa: ANN201 - a Segmenter
     return get_model(model_id)
 
 
+def _is_deep(model_id: str) -> bool:
+    try:
+        return resolve_model(model_id).metadata.get("kind") == "unet"
+    except (MicrosegError, KeyError):
+        return False
+
+
 def load_model_upload(name: str, data: bytes) -> str | None:
     """Load an uploaded model file; returns its id (None: the error is kept in the UI state)."""
     from microseg.modelfile import file_hash
@@ -116,6 +123,15 @@ def model_sidebar(image: MicroImage) -> dict[str, Any] | None:
         key="nuc_split",
         help="Seeded watershed between touching nuclei.",
     )
+    deep = _is_deep(options[label])
+    augment = st.toggle(
+        "Test-time augmentation (8x slower)",
+        value=False,
+        key="nuc_augment",
+        disabled=not deep,
+        help="Average the network's prediction over the eight flips and quarter turns "
+        "of the image: usually slightly more accurate. Deep-learning models only.",
+    )
     temporal = True
     if image.n_frames >= 3:
         temporal = st.toggle(
@@ -144,6 +160,7 @@ def model_sidebar(image: MicroImage) -> dict[str, Any] | None:
         "model_label": label,
         "min_area_px": int(min_area) or None,
         "split_touching": bool(split),
+        "augment": bool(augment) and deep,
         "temporal": bool(temporal),
         "channel": channel,
         "z": z,

@@ -74,6 +74,7 @@ def _pipeline(settings: dict[str, Any]):  # noqa: ANN202
         channel=settings["channel"],
         min_area_px=settings["min_area_px"],
         split_touching=settings["split_touching"],
+        augment=bool(settings.get("augment", False)),
     )
     return seg, FrameMeasurer(settings["pixel_size_um"])
 
@@ -83,6 +84,7 @@ def _result_settings(settings: dict[str, Any]) -> dict[str, Any]:
     keys = ("channel", "min_area_px", "split_touching", "pixel_size_um")
     out = {k: settings[k] for k in keys}
     out["temporal_consistency"] = bool(settings.get("temporal", True))
+    out["test_time_augmentation"] = bool(settings.get("augment", False))
     out["model_kind"] = model.metadata.get("kind")
     out["model_sha256"] = model.metadata.get("file_sha256")
     return out
