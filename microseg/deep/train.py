@@ -64,6 +64,10 @@ class TrainConfig:
         ``None``: 1.0 when fine-tuning. 0 turns it off.
     distill_confidence : float
         Only pixels where the initial model is at least this confident are kept.
+    anchor_confidence : float
+        Fine-tuning on held-out strokes: the initial model's map is compared with the
+        new model's where its top probability is at least this (0: the whole map), so
+        a change that shifts boundaries or calibration everywhere counts against it.
     class_weights : str or list of float
         ``"balanced"`` (inverse square-root frequency), ``"model"`` (the weights the
         initial model was trained with, else balanced), ``"none"`` or explicit weights.
@@ -100,6 +104,7 @@ class TrainConfig:
     replay_fraction: float = 0.5
     distill: float | None = None
     distill_confidence: float = 0.8
+    anchor_confidence: float = 0.0
     class_weights: str | list[float] = "balanced"
     val_strokes: float = 0.2
     eval_every: float | None = None
@@ -472,8 +477,8 @@ class Trainer:
 
         Macro pixel F1 on the validation targets. When fine-tuning on held-out
         strokes, the mean of that and the macro F1 of agreement with the initial
-        model's confident predictions on the same images: a change must fix
-        painted pixels by more than it alters what the initial model was sure of.
+        model's map on the same images (see ``anchor_confidence``): a change must fix
+        painted pixels by more than it alters the rest of the map.
         The initial model is only replaced by a score higher by more than
         ``0.5 / sqrt(n)`` (n held-out stroke pixels), the noise of such a small sample.
         """
@@ -492,12 +497,13 @@ class Trainer:
         return 0.5 * score + 0.5 * macro_f1(pred, self.anchor, k)
 
     def _make_anchor(self) -> np.ndarray:
-        """The initial model's confident classes on the validation images (0 elsewhere)."""
+        """The initial model's classes on the validation images where it is at least
+        ``anchor_confidence`` sure (0 elsewhere)."""
         out = []
         for x in self.val[0]:
             p = self._predict(x)
             cls = (np.argmax(p, 0) + 1).astype(np.uint8)
-            cls[p.max(axis=0) < self.config.distill_confidence] = 0
+            cls[p.max(axis=0) < self.config.anchor_confidence] = 0
             out.append(cls.ravel())
         return np.concatenate(out)
 
