@@ -7,6 +7,11 @@ keys on, a schema version table) plus files beside it::
     strokes/<image id>/t<t>-<k>.npy  stroke labels of one frame (np.save, no pickles)
     models/<sha256>.safetensors      model files (see :mod:`microseg.modelfile`)
 
+A model may be linked to the images it was trained on or loaded for (table
+``image_models``, with a role such as ``"trained"`` or ``"uploaded"``); an
+image also keeps the pixel size the user set for it. Databases of an older
+schema are migrated in place when opened (see ``_MIGRATIONS``).
+
 Every file is written under a temporary name and moved into place with
 :func:`os.replace`; every call is one transaction, and a file is deleted only
 after the transaction that stops referring to it has committed. Paths in the
@@ -35,7 +40,7 @@ import numpy as np
 
 from microseg.errors import InputError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 APPLICATION_ID = 0x6D736567  # "mseg": marks the database as a microseg workspace
 DB_NAME = "workspace.sqlite"
 _SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -78,6 +83,23 @@ CREATE TABLE models (
 CREATE INDEX images_opened ON images(opened);
 """
 
+# statements that take a database from version ``v`` to ``v + 1``; a new database
+# is created with ``_SCHEMA`` (version 1) and then migrated, so both paths agree
+_MIGRATIONS: dict[int, tuple[str, ...]] = {
+    1: (
+        "ALTER TABLE images ADD COLUMN pixel_size_um REAL",
+        "ALTER TABLE models ADD COLUMN note TEXT",
+        """CREATE TABLE image_models (
+            image_id INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+            model_id INTEGER NOT NULL REFERENCES models(id) ON DELETE CASCADE,
+            role TEXT NOT NULL DEFAULT '',
+            added REAL NOT NULL,
+            PRIMARY KEY (image_id, model_id)
+        )""",
+        "CREATE INDEX image_models_model ON image_models(model_id)",
+    ),
+}
+
 
 @dataclass(frozen=True)
 class ImageRecord:
@@ -103,6 +125,10 @@ class ImageRecord:
         Unix times of the first add and the last open.
     n_labelled : int
         Number of frames with stored strokes.
+    pixel_size_um : float or None
+        Pixel size (µm) the user set for the image; None: use the file's.
+    n_models : int
+        Number of stored models linked to the image.
     """
 
     id: int
@@ -115,11 +141,18 @@ class ImageRecord:
     added: float = 0.0
     opened: float = 0.0
     n_labelled: int = 0
+    pixel_size_um: float | None = None
+    n_models: int = 0
 
 
 @dataclass(frozen=True)
 class ModelRecord:
-    """One stored model file (kind ``"rf"`` or ``"unet"``, task, summary of its metadata)."""
+    """One stored model file (kind ``"rf"`` or ``"unet"``, task, summary of its metadata).
+
+    ``note`` is a free description given when it was added; ``role`` is how the
+    model relates to the image it was listed for (:meth:`Workspace.models` with
+    ``image_id``), empty otherwise.
+    """
 
     id: int
     name: str
@@ -130,6 +163,8 @@ class ModelRecord:
     size: int
     created: float
     summary: dict = field(default_factory=dict)
+    note: str | None = None
+    role: str = ""
 
 
 class Strokes(NamedTuple):
@@ -216,17 +251,20 @@ class Workspace:
                 for statement in _SCHEMA.split(";"):
                     if statement.strip():
                         con.execute(statement)
-                con.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
+                con.execute("INSERT INTO schema_version VALUES (1)")
                 con.execute(f"PRAGMA application_id = {APPLICATION_ID}")
             elif app_id != APPLICATION_ID or "schema_version" not in tables:
                 raise InputError(_foreign(db))
-            else:
-                version = con.execute("SELECT MAX(version) FROM schema_version").fetchone()[0]
-                if version is None or version > SCHEMA_VERSION:
-                    raise InputError(
-                        f"The workspace database {db} was written by a newer microseg "
-                        f"(schema {version}); update microseg to use it."
-                    )
+            version = con.execute("SELECT MAX(version) FROM schema_version").fetchone()[0]
+            if version is None or version > SCHEMA_VERSION:
+                raise InputError(
+                    f"The workspace database {db} was written by a newer microseg "
+                    f"(schema {version}); update microseg to use it."
+                )
+            for v in range(version, SCHEMA_VERSION):
+                for statement in _MIGRATIONS[v]:
+                    con.execute(statement)
+                con.execute("UPDATE schema_version SET version = ?", (v + 1,))
             con.execute("COMMIT")
 
     @contextmanager
@@ -336,8 +374,34 @@ class Workspace:
             if cur.rowcount == 0:
                 raise InputError(f"The workspace has no image {image_id}.")
 
+    def set_pixel_size(self, image_id: int, pixel_size_um: float | None) -> None:
+        """Store the pixel size (µm) the user set for image ``image_id`` (None: the file's).
+
+        Raises
+        ------
+        InputError
+            When the image is not stored or the value is not a positive number.
+        """
+        if pixel_size_um is not None:
+            value = float(pixel_size_um)
+            if not (np.isfinite(value) and value > 0):
+                raise InputError(
+                    f"A pixel size must be a positive number of µm per pixel, not {pixel_size_um}."
+                )
+            pixel_size_um = value
+        with self._lock, self._connect(write=True) as con:
+            cur = con.execute(
+                "UPDATE images SET pixel_size_um = ? WHERE id = ?", (pixel_size_um, int(image_id))
+            )
+            if cur.rowcount == 0:
+                raise InputError(f"The workspace has no image {image_id}.")
+
     def delete_image(self, image_id: int) -> None:
-        """Remove image ``image_id``, its strokes and their files."""
+        """Remove image ``image_id``, its strokes and their files.
+
+        Models linked to this image only are removed with their files; models
+        also linked to another image stay.
+        """
         with self._lock:
             with self._connect(write=True) as con:
                 row = con.execute(
@@ -351,7 +415,14 @@ class Workspace:
                         "SELECT path FROM annotations WHERE image_id = ?", (int(image_id),)
                     )
                 ]
+                linked = [
+                    r["model_id"]
+                    for r in con.execute(
+                        "SELECT model_id FROM image_models WHERE image_id = ?", (int(image_id),)
+                    )
+                ]
                 con.execute("DELETE FROM images WHERE id = ?", (int(image_id),))
+                files += _drop_unlinked(con, linked)
             for rel in files:
                 (self.root / rel).unlink(missing_ok=True)
             shutil.rmtree(self.root / "strokes" / str(int(image_id)), ignore_errors=True)
@@ -467,7 +538,16 @@ class Workspace:
 
     # ------------------------------------------------------------------- models
 
-    def add_model(self, model: str | os.PathLike | bytes, name: str) -> ModelRecord:
+    def add_model(
+        self,
+        model: str | os.PathLike | bytes,
+        name: str,
+        *,
+        image_id: int | None = None,
+        role: str = "",
+        note: str | None = None,
+        replace: bool = False,
+    ) -> ModelRecord:
         """Copy a model file (safetensors, see :mod:`microseg.modelfile`) into the workspace.
 
         Parameters
@@ -476,20 +556,34 @@ class Workspace:
             The model file, or its bytes.
         name : str
             Name shown to the user.
+        image_id : int, optional
+            Image the model was trained on (or loaded for); the model is linked to it.
+        role : str, optional
+            How the model relates to the image, e.g. ``"trained"`` or ``"uploaded"``.
+        note : str, optional
+            Free description kept with a newly stored model.
+        replace : bool, optional
+            With ``image_id``: the other models of the same kind and role linked to
+            the image are unlinked from it, and those linked to no other image are
+            removed with their files (one random forest per image, say).
 
         Returns
         -------
         ModelRecord
-            The new record, or the existing one for a file already stored.
+            The new record, or the existing one for a file already stored (then
+            only the link is added).
 
         Raises
         ------
         ModelFileError
             When the file is not a microseg model (a pickle is refused unread).
+        InputError
+            When ``image_id`` is not a stored image.
         """
         from microseg.modelfile import file_hash, read_metadata
 
         tmp = self.root / "models" / f".incoming-{uuid.uuid4().hex}.safetensors"
+        dropped: list[str] = []
         try:
             with self._lock:
                 if isinstance(model, bytes | bytearray | memoryview):
@@ -498,35 +592,103 @@ class Workspace:
                     shutil.copyfile(model, tmp)
                 meta = read_metadata(tmp)
                 digest = file_hash(tmp)
-                existing = self._model_by_sha(digest)
-                if existing is not None:
-                    return existing
                 rel = f"models/{digest}.safetensors"
-                os.replace(tmp, self.root / rel)
+                kind = str(meta.get("kind", ""))
                 summary = {k: meta[k] for k in ("classes", "microseg_version", "training")
                            if k in meta}  # fmt: skip
-                with self._connect(write=True) as con:
-                    con.execute(
-                        "INSERT INTO models (name, sha256, kind, task, path, size, created, summary)"
-                        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                        (name, digest, str(meta.get("kind", "")), meta.get("task"), rel,
-                         (self.root / rel).stat().st_size, time.time(), _dumps(summary)),
-                    )  # fmt: skip
+                moved = False
+                try:
+                    with self._connect(write=True) as con:
+                        if image_id is not None:
+                            _require(con, "images", image_id)
+                        row = con.execute(
+                            "SELECT id, kind FROM models WHERE sha256 = ?", (digest,)
+                        ).fetchone()
+                        if row is None:
+                            os.replace(tmp, self.root / rel)
+                            moved = True
+                            cur = con.execute(
+                                "INSERT INTO models (name, sha256, kind, task, path, size,"
+                                " created, summary, note) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                                (name, digest, kind, meta.get("task"), rel,
+                                 (self.root / rel).stat().st_size, time.time(), _dumps(summary),
+                                 note),
+                            )  # fmt: skip
+                            model_id = int(cur.lastrowid)
+                        else:
+                            model_id, kind = int(row["id"]), row["kind"]
+                        if image_id is not None:
+                            dropped = self._link(con, model_id, int(image_id), role, kind, replace)
+                except BaseException:
+                    if moved:
+                        (self.root / rel).unlink(missing_ok=True)
+                    raise
         except OSError as exc:
             raise InputError(
                 f"The model {name} cannot be copied into the workspace ({exc.strerror or exc})."
             ) from exc
         finally:
             tmp.unlink(missing_ok=True)
+        for old in dropped:
+            (self.root / old).unlink(missing_ok=True)
         record = self._model_by_sha(digest)
         assert record is not None
         return record
 
-    def models(self) -> list[ModelRecord]:
-        """All stored models, newest first."""
+    def _link(
+        self, con: sqlite3.Connection, model_id: int, image_id: int, role: str, kind: str,
+        replace: bool,
+    ) -> list[str]:  # fmt: skip
+        """Link a model to an image; with ``replace`` drop its rivals. Returns files to remove."""
+        con.execute(
+            "INSERT OR IGNORE INTO image_models (image_id, model_id, role, added)"
+            " VALUES (?, ?, ?, ?)",
+            (image_id, model_id, role, time.time()),
+        )
+        if not replace:
+            return []
+        rivals = [
+            r["model_id"]
+            for r in con.execute(
+                "SELECT l.model_id FROM image_models l JOIN models m ON m.id = l.model_id"
+                " WHERE l.image_id = ? AND l.role = ? AND m.kind = ? AND l.model_id != ?",
+                (image_id, role, kind, model_id),
+            )
+        ]
+        con.executemany(
+            "DELETE FROM image_models WHERE image_id = ? AND model_id = ?",
+            [(image_id, m) for m in rivals],
+        )
+        return _drop_unlinked(con, rivals)
+
+    def models(self, image_id: int | None = None) -> list[ModelRecord]:
+        """Stored models, newest first: all of them, or those linked to image ``image_id``.
+
+        Records listed for an image carry the link's ``role``.
+        """
         with self._connect() as con:
-            rows = con.execute("SELECT * FROM models ORDER BY created DESC, id DESC").fetchall()
+            if image_id is None:
+                rows = con.execute(
+                    "SELECT *, '' AS role FROM models ORDER BY created DESC, id DESC"
+                ).fetchall()
+            else:
+                rows = con.execute(
+                    "SELECT m.*, l.role AS role FROM models m"
+                    " JOIN image_models l ON l.model_id = m.id WHERE l.image_id = ?"
+                    " ORDER BY m.created DESC, m.id DESC",
+                    (int(image_id),),
+                ).fetchall()
         return [self._model_record(r) for r in rows]
+
+    def model(self, model_id: int) -> ModelRecord:
+        """The record of model ``model_id`` (InputError when it is not stored)."""
+        with self._connect() as con:
+            row = con.execute(
+                "SELECT *, '' AS role FROM models WHERE id = ?", (int(model_id),)
+            ).fetchone()
+        if row is None:
+            raise InputError(f"The workspace has no model {model_id}.")
+        return self._model_record(row)
 
     def model_path(self, model_id: int) -> Path:
         """Path of the stored file of model ``model_id`` (load it with ``load_segmenter``)."""
@@ -565,7 +727,9 @@ class Workspace:
 
     def _model_by_sha(self, digest: str) -> ModelRecord | None:
         with self._connect() as con:
-            row = con.execute("SELECT * FROM models WHERE sha256 = ?", (digest,)).fetchone()
+            row = con.execute(
+                "SELECT *, '' AS role FROM models WHERE sha256 = ?", (digest,)
+            ).fetchone()
         return None if row is None else self._model_record(row)
 
     def _image_record(self, row: sqlite3.Row) -> ImageRecord:
@@ -580,6 +744,8 @@ class Workspace:
             added=row["added"],
             opened=row["opened"],
             n_labelled=row["n_labelled"],
+            pixel_size_um=row["pixel_size_um"],
+            n_models=row["n_models"],
         )
 
     def _model_record(self, row: sqlite3.Row) -> ModelRecord:
@@ -593,13 +759,31 @@ class Workspace:
             size=row["size"],
             created=row["created"],
             summary=json.loads(row["summary"]),
+            note=row["note"],
+            role=row["role"] or "",
         )
 
 
 _IMAGE_SELECT = (
-    "SELECT i.*, (SELECT COUNT(*) FROM annotations a WHERE a.image_id = i.id) AS n_labelled"
+    "SELECT i.*, (SELECT COUNT(*) FROM annotations a WHERE a.image_id = i.id) AS n_labelled,"
+    " (SELECT COUNT(*) FROM image_models l WHERE l.image_id = i.id) AS n_models"
     " FROM images i"
 )
+
+
+def _drop_unlinked(con: sqlite3.Connection, model_ids: list[int]) -> list[str]:
+    """Delete the rows of those models that no image links to; returns their file paths."""
+    paths = []
+    for model_id in model_ids:
+        row = con.execute(
+            "SELECT path FROM models WHERE id = ? AND NOT EXISTS"
+            " (SELECT 1 FROM image_models WHERE model_id = ?)",
+            (int(model_id), int(model_id)),
+        ).fetchone()
+        if row is not None:
+            con.execute("DELETE FROM models WHERE id = ?", (int(model_id),))
+            paths.append(row["path"])
+    return paths
 
 
 def _require(con: sqlite3.Connection, table: str, row_id: int) -> None:

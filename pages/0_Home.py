@@ -35,18 +35,22 @@ st.markdown(
 recent = workspace.recent_images()
 if recent:
     st.header("Recent work")
-    st.caption("Images you opened, with their strokes; kept across refreshes and restarts.")
+    st.caption(
+        "Images you opened, with their strokes, pixel size and saved models; kept across "
+        "refreshes and restarts."
+    )
 if state.get("workspace_error"):
     st.warning(state.get("workspace_error"))
 with st.container(key="recent_work"):
     for rec in recent[:15]:
-        size, labelled, opened = workspace.describe(rec)
-        c_name, c_size, c_lab, c_when, c_open, c_del = st.columns(
-            [3, 3, 2, 2, 1.4, 1.4], vertical_alignment="center"
+        size, labelled, models, opened = workspace.describe(rec)
+        c_name, c_size, c_lab, c_mod, c_when, c_open, c_del = st.columns(
+            [3, 3, 2, 2, 2, 1.4, 1.4], vertical_alignment="center"
         )
         c_name.markdown(f"**{rec.name}**")
         c_size.caption(size)
         c_lab.caption(labelled)
+        c_mod.caption(models)
         c_when.caption(opened)
         if c_open.button("Open", key=f"ws_open_{rec.id}", width="stretch"):
             if workspace.open_recent(rec.id):
@@ -57,7 +61,10 @@ with st.container(key="recent_work"):
             st.rerun()
         if state.get("workspace_delete") == rec.id:
             with st.container(border=True):
-                st.markdown(f"Delete **{rec.name}** and its strokes from the workspace for good?")
+                st.markdown(
+                    f"Delete **{rec.name}**, its strokes and the models saved with it from the "
+                    "workspace for good?"
+                )
                 c_yes, c_no, _ = st.columns([1, 1, 4])
                 if c_yes.button("Delete", key="ws_delete_yes", type="primary"):
                     workspace.delete_recent(rec.id)

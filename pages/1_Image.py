@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from webui import state
+from webui import state, workspace
 from webui.layout import page_setup, require_image
 from webui.render import display_plane, image_info
 from webui.widgets import frame_controls, pixel_size_input, zoom_controls
@@ -34,6 +34,7 @@ with st.sidebar:
     else:
         low, high = st.slider("Percentiles", 0.0, 100.0, (0.5, 99.8), step=0.1, key="contrast_pct")
     pixel_size_input(image)
+    workspace.save_pixel_size()
 
 rendered = display_plane(image, t=t, z=z, channel=channel, low=low, high=high, manual=manual)
 y0, y1, x0, x1 = zoom_controls(image.shape_yx, key="view_zoom")

@@ -10,7 +10,7 @@ import pytest
 
 from microseg.errors import InputError, ModelFileError
 from microseg.modelfile import save_model
-from microseg.store import DB_NAME, Workspace, default_root
+from microseg.store import APPLICATION_ID, DB_NAME, SCHEMA_VERSION, Workspace, default_root
 
 
 def _labels(seed: int, shape=(32, 40), dtype=np.uint8, k: int = 3) -> np.ndarray:
@@ -18,9 +18,9 @@ def _labels(seed: int, shape=(32, 40), dtype=np.uint8, k: int = 3) -> np.ndarray
     return rng.integers(0, k + 1, size=shape).astype(dtype)
 
 
-def _model_file(path, seed: int = 0):
+def _model_file(path, seed: int = 0, kind: str = "rf"):
     w = np.random.default_rng(seed).random((4, 3)).astype(np.float32)
-    return save_model(path, {"w": w}, {"kind": "rf", "task": "nuclei", "classes": ["bg", "fg"]})
+    return save_model(path, {"w": w}, {"kind": kind, "task": "nuclei", "classes": ["bg", "fg"]})
 
 
 def test_default_root_follows_the_environment(monkeypatch, tmp_path):
@@ -34,9 +34,9 @@ def test_database_is_wal_with_schema_version_and_foreign_keys(tmp_path):
     Workspace.open(tmp_path)
     con = sqlite3.connect(tmp_path / DB_NAME)
     assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert con.execute("SELECT version FROM schema_version").fetchall() == [(1,)]
+    assert con.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
     tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    assert {"images", "annotations", "models", "schema_version"} <= tables
+    assert {"images", "annotations", "models", "image_models", "schema_version"} <= tables
     con.close()
 
 
@@ -266,3 +266,185 @@ def test_float_stroke_file_is_refused(tmp_path):
     np.save(path, np.ones((3, 3), np.float64))
     with pytest.raises(InputError, match="2-D integer"):
         ws.load_strokes(rec.id)
+
+
+def test_models_are_linked_to_images_and_counted(tmp_path):
+    ws = Workspace.open(tmp_path / "ws")
+    a = ws.add_image(b"a" * 20, "a.tif")
+    b = ws.add_image(b"b" * 20, "b.tif")
+    rf = ws.add_model(
+        _model_file(tmp_path / "rf.safetensors"), "forest", image_id=a.id, role="trained",
+        note="frame 0",
+    )  # fmt: skip
+    up = ws.add_model(
+        _model_file(tmp_path / "up.safetensors", seed=1, kind="unet"), "up.safetensors",
+        image_id=a.id, role="uploaded",
+    )  # fmt: skip
+    free = ws.add_model(_model_file(tmp_path / "free.safetensors", seed=2), "free")
+    assert [(m.id, m.role) for m in ws.models(a.id)] == [(up.id, "uploaded"), (rf.id, "trained")]
+    assert ws.models(b.id) == [] and len(ws.models()) == 3
+    assert ws.model(rf.id).note == "frame 0" and ws.model(up.id).note is None
+    counts = {r.id: r.n_models for r in ws.images()}
+    assert counts == {a.id: 2, b.id: 0}
+    # the same file added for another image is stored once and linked to both
+    again = ws.add_model((tmp_path / "rf.safetensors").read_bytes(), "copy", image_id=b.id)
+    assert again.id == rf.id and again.name == "forest"
+    assert [m.id for m in ws.models(b.id)] == [rf.id]
+    assert len(list((tmp_path / "ws" / "models").glob("*.safetensors"))) == 3
+    with pytest.raises(InputError, match="no image"):
+        ws.add_model(_model_file(tmp_path / "x.safetensors", seed=3), "x", image_id=b.id + 9)
+    assert len(ws.models()) == 3 and free.path.is_file()
+    assert len(list((tmp_path / "ws" / "models").iterdir())) == 3  # nothing left behind
+
+
+def test_replace_keeps_one_trained_model_per_kind_and_image(tmp_path):
+    ws = Workspace.open(tmp_path / "ws")
+    a = ws.add_image(b"a" * 20, "a.tif")
+    b = ws.add_image(b"b" * 20, "b.tif")
+    kw = {"image_id": a.id, "role": "trained", "replace": True}
+    first = ws.add_model(_model_file(tmp_path / "1.safetensors", seed=1), "rf 1", **kw)
+    shared = ws.add_model(_model_file(tmp_path / "2.safetensors", seed=2), "rf 2", **kw)
+    assert [m.id for m in ws.models(a.id)] == [shared.id]
+    assert not first.path.exists() and first.id not in [m.id for m in ws.models()]
+    ws.add_model(shared.path.read_bytes(), "rf 2", image_id=b.id, role="trained")
+    unet = ws.add_model(_model_file(tmp_path / "u.safetensors", seed=3, kind="unet"), "u", **kw)
+    upload = ws.add_model(_model_file(tmp_path / "4.safetensors", seed=4), "up", image_id=a.id,
+                          role="uploaded")  # fmt: skip
+    third = ws.add_model(_model_file(tmp_path / "3.safetensors", seed=5), "rf 3", **kw)
+    # another kind and another role stay; the replaced forest stays while image b uses it
+    assert {m.id for m in ws.models(a.id)} == {unet.id, upload.id, third.id}
+    assert [m.id for m in ws.models(b.id)] == [shared.id] and shared.path.is_file()
+    # adding the current forest again replaces nothing
+    assert ws.add_model(third.path.read_bytes(), "rf 3", **kw).id == third.id
+    assert {m.id for m in ws.models(a.id)} == {unet.id, upload.id, third.id}
+
+
+def test_delete_image_removes_the_models_only_it_uses(tmp_path):
+    ws = Workspace.open(tmp_path / "ws")
+    a = ws.add_image(b"a" * 20, "a.tif")
+    b = ws.add_image(b"b" * 20, "b.tif")
+    own = ws.add_model(_model_file(tmp_path / "1.safetensors", seed=1), "own", image_id=a.id)
+    both = ws.add_model(_model_file(tmp_path / "2.safetensors", seed=2), "both", image_id=a.id)
+    ws.add_model(both.path.read_bytes(), "both", image_id=b.id)
+    free = ws.add_model(_model_file(tmp_path / "3.safetensors", seed=3), "free")
+    ws.delete_image(a.id)
+    assert {m.id for m in ws.models()} == {both.id, free.id}
+    assert not own.path.exists() and both.path.is_file() and free.path.is_file()
+    assert [m.id for m in ws.models(b.id)] == [both.id]
+    ws.delete_model(both.id)
+    assert ws.images()[0].n_models == 0
+
+
+def test_pixel_size_is_kept_per_image(tmp_path):
+    ws = Workspace.open(tmp_path)
+    a = ws.add_image(b"a" * 20, "a.tif")
+    b = ws.add_image(b"b" * 20, "b.tif")
+    assert a.pixel_size_um is None
+    ws.set_pixel_size(a.id, 0.325)
+    assert Workspace.open(tmp_path).image(a.id).pixel_size_um == pytest.approx(0.325)
+    assert ws.image(b.id).pixel_size_um is None
+    assert ws.add_image(b"a" * 20, "a again.tif").pixel_size_um == pytest.approx(0.325)
+    for bad in (0.0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(InputError, match="positive number"):
+            ws.set_pixel_size(a.id, bad)
+    assert ws.image(a.id).pixel_size_um == pytest.approx(0.325)
+    ws.set_pixel_size(a.id, None)
+    assert ws.image(a.id).pixel_size_um is None
+    with pytest.raises(InputError, match="no image"):
+        ws.set_pixel_size(b.id + 9, 1.0)
+
+
+# the schema of version 1, as the first release of the workspace wrote it
+_SCHEMA_V1 = """
+CREATE TABLE schema_version (version INTEGER NOT NULL);
+CREATE TABLE images (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL, sha256 TEXT NOT NULL UNIQUE,
+    path TEXT NOT NULL, size INTEGER NOT NULL, info TEXT NOT NULL DEFAULT '{}',
+    source TEXT NOT NULL DEFAULT '{}', classes TEXT, task TEXT, added REAL NOT NULL,
+    opened REAL NOT NULL
+);
+CREATE TABLE annotations (
+    image_id INTEGER NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+    t INTEGER NOT NULL, path TEXT NOT NULL, dtype TEXT NOT NULL, n_labelled INTEGER NOT NULL,
+    updated REAL NOT NULL, PRIMARY KEY (image_id, t)
+);
+CREATE TABLE models (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL, sha256 TEXT NOT NULL UNIQUE,
+    kind TEXT NOT NULL, task TEXT, path TEXT NOT NULL, size INTEGER NOT NULL,
+    created REAL NOT NULL, summary TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX images_opened ON images(opened);
+INSERT INTO schema_version VALUES (1);
+"""
+
+
+def _columns(db) -> dict[str, list[tuple]]:
+    con = sqlite3.connect(db)
+    tables = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+    out = {t: con.execute(f"PRAGMA table_info({t})").fetchall() for t in tables}
+    out["indexes"] = sorted(
+        r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='index'")
+    )
+    con.close()
+    return out
+
+
+def test_version_1_database_is_migrated_and_keeps_its_content(tmp_path):
+    root = tmp_path / "old"
+    (root / "strokes" / "1").mkdir(parents=True)
+    (root / "models").mkdir()
+    (root / "images").mkdir()
+    (root / "images" / "abc.png").write_bytes(b"old image")
+    labels = _labels(4)
+    np.save(root / "strokes" / "1" / "t0-aaa.npy", labels)
+    model = _model_file(root / "models" / "def.safetensors")
+    con = sqlite3.connect(root / DB_NAME)
+    con.executescript(_SCHEMA_V1)
+    con.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+    con.execute(
+        "INSERT INTO images (name, sha256, path, size, classes, task, added, opened)"
+        " VALUES ('old.png', 'abc', 'images/abc.png', 9, '[\"a\", \"b\"]', 'nuclei', 1, 2)"
+    )
+    con.execute("INSERT INTO annotations VALUES (1, 0, 'strokes/1/t0-aaa.npy', 'uint8', 5, 3)")
+    con.execute(
+        "INSERT INTO models (name, sha256, kind, task, path, size, created)"
+        " VALUES ('old forest', 'def', 'rf', 'nuclei', 'models/def.safetensors', ?, 4)",
+        (model.stat().st_size,),
+    )
+    con.commit()
+    con.close()
+
+    ws = Workspace.open(root)
+    (image,) = ws.images()
+    assert (image.name, image.n_labelled, image.n_models, image.pixel_size_um) == (
+        "old.png", 1, 0, None,
+    )  # fmt: skip
+    assert ws.image_bytes(image.id) == b"old image"
+    strokes = ws.load_strokes(image.id)
+    assert np.array_equal(strokes.frames[0], labels) and strokes.classes == ["a", "b"]
+    (old_model,) = ws.models()
+    assert old_model.name == "old forest" and old_model.note is None
+    # the new features work on the migrated database
+    ws.add_model(model.read_bytes(), "old forest", image_id=image.id, role="trained")
+    ws.set_pixel_size(image.id, 0.5)
+    ws2 = Workspace.open(root)  # opening again migrates nothing twice
+    assert ws2.image(image.id).n_models == 1 and ws2.image(image.id).pixel_size_um == 0.5
+    con = sqlite3.connect(root / DB_NAME)
+    assert con.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
+    con.close()
+    # a migrated database has the same tables, columns and indexes as a new one
+    Workspace.open(tmp_path / "new")
+    assert _columns(root / DB_NAME) == _columns(tmp_path / "new" / DB_NAME)
+
+
+def test_database_of_a_newer_schema_is_refused_untouched(tmp_path):
+    Workspace.open(tmp_path)
+    con = sqlite3.connect(tmp_path / DB_NAME)
+    con.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION + 1,))
+    con.commit()
+    con.close()
+    with pytest.raises(InputError, match="newer microseg"):
+        Workspace.open(tmp_path)
+    con = sqlite3.connect(tmp_path / DB_NAME)
+    assert con.execute("SELECT version FROM schema_version").fetchone()[0] == SCHEMA_VERSION + 1
+    con.close()

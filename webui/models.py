@@ -1,4 +1,5 @@
-"""The models a page can use: those trained in this session and the built-in ones."""
+"""The models a page can use: those of this session, the built-in ones and those saved
+in the workspace for the current image."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import streamlit as st
 from microseg.errors import MicrosegError
 from microseg.segmenter import Segmenter
 from webui import state
+from webui.workspace import SAVED, load_saved_model, saved_models
 
 SESSION_MODELS = {"classical": "Classical ML (random forest, trained here)",
                   "deep": "Deep learning (U-Net, trained here)"}  # fmt: skip
@@ -31,7 +33,11 @@ def builtin_available(name: str) -> bool:
 
 
 def model_choices(task: str) -> dict[str, str]:
-    """Label → model id ('classical', 'deep' or 'builtin:NAME') usable for ``task``."""
+    """Label → model id ('classical', 'deep', 'builtin:NAME' or 'ws:ID') usable for ``task``.
+
+    Models saved in the workspace for the current image come last; one that
+    cannot be loaded is left out with a one-sentence warning.
+    """
     choices: dict[str, str] = {}
     for key, label in SESSION_MODELS.items():
         model = state.get("models").get(key)
@@ -39,13 +45,19 @@ def model_choices(task: str) -> dict[str, str]:
             choices[label] = key
     if task in ("nuclei", "grains") and builtin_available(task):
         choices[f"Built-in {task} model (U-Net)"] = f"builtin:{task}"
+    saved, problems = saved_models(task)
+    for problem in problems:
+        st.warning(problem)
+    choices.update(saved)
     return choices
 
 
 def get_model(model_id: str) -> Segmenter:
-    """The model behind an id from :func:`model_choices`."""
+    """The model behind an id from :func:`model_choices` (a saved one is loaded now)."""
     if model_id.startswith("builtin:"):
         return builtin_model(model_id.split(":", 1)[1])
+    if model_id.startswith(SAVED):
+        return load_saved_model(int(model_id[len(SAVED) :]))
     return state.get("models")[model_id]
 
 

@@ -11,7 +11,7 @@ import streamlit as st
 
 from microseg.errors import InputError, MicrosegError
 from microseg.image import MicroImage
-from webui import state, training
+from webui import state, training, workspace
 from webui.models import set_session_model
 from webui.render import class_overlay, display_plane
 
@@ -396,6 +396,7 @@ def model_file_section(classes: list[dict]) -> None:
                 return
         kind = "classical" if model.metadata.get("kind") == "rf" else "deep"
         set_session_model(kind, model)
+        workspace.keep_model(model, workspace.UPLOADED, up.name, slot=kind)
         cols[2].success(
             f"Loaded a {kind} model for '{model.task}' with classes {', '.join(model.classes)}."
         )

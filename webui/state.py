@@ -45,6 +45,9 @@ DEFAULTS: dict[str, Any] = {
     "workspace_classes": None,  # classes and task as last saved; None: never annotated
     "workspace_delete": None,  # workspace id of the image awaiting delete confirmation
     "workspace_error": None,  # why the workspace cannot be used (one sentence)
+    "workspace_models": {},  # "classical" / "deep" -> workspace id of that session model
+    "workspace_pixel_size": None,  # pixel size of the current image as last saved
+    "workspace_broken": {},  # workspace model id -> why it cannot be loaded (one sentence)
 }
 
 

@@ -7,7 +7,7 @@ import time
 import numpy as np
 
 from microseg.image import MicroImage
-from webui import state
+from webui import state, workspace
 from webui.models import set_session_model
 
 
@@ -41,6 +41,13 @@ def train_classical(
     )
     proba = model.predict_proba(image.frame(t), features=feats)
     set_session_model("classical", model)
+    workspace.keep_model(
+        model,
+        workspace.TRAINED,
+        f"Random forest trained on {_image_name(image)}",
+        note=f"Frame {t}, {int(np.count_nonzero(strokes))} painted pixels.",
+        slot="classical",
+    )
     state.get("predictions")[("classical", state.get("image_id"), t)] = proba
     return model, proba, time.perf_counter() - start
 
@@ -81,6 +88,8 @@ def start_deep_training(
         "t": t,
         "started": time.time(),
         "from": "built-in model" if init is not None else "scratch",
+        "workspace_image": state.get("workspace_image"),
+        "image_name": _image_name(image),
     }
     state.put("training_job", job)
     return job
@@ -93,7 +102,21 @@ def finish_deep_training(job) -> bool:
     if state.get("models").get("deep") is not job.result:
         set_session_model("deep", job.result)
         state.get("predictions").pop(("deep", job.meta["image_id"], job.meta["t"]), None)
+        meta = job.meta
+        if meta.get("workspace_image") is not None:  # saved with the image it was trained on
+            workspace.keep_model(
+                job.result,
+                workspace.TRAINED,
+                f"U-Net trained on {meta.get('image_name', 'an image')}",
+                note=f"Frame {meta['t']}, started from {meta['from']}.",
+                slot="deep",
+                workspace_id=meta["workspace_image"],
+            )
     return True
+
+
+def _image_name(image: MicroImage) -> str:
+    return (state.get("image_source") or {}).get("name") or image.name
 
 
 def deep_prediction(image: MicroImage, t: int) -> np.ndarray | None:

@@ -1,24 +1,37 @@
-"""The workspace behind the session: images, strokes and classes survive a refresh or restart.
+"""The workspace behind the session: images, strokes, classes, pixel sizes and models
+survive a refresh or restart.
 
 Each image that is opened is registered in the server's
 :class:`~microseg.store.Workspace` (``$MICROSEG_WORKSPACE`` or
-``~/.microseg/workspace``); its strokes and classes are saved whenever they
-change and restored when the image is opened again. When the folder cannot be
-used, the app keeps working in memory and the reason is kept in
-``workspace_error`` for the home page to show.
+``~/.microseg/workspace``); its strokes, classes and pixel size are saved
+whenever they change and restored when the image is opened again. Models
+trained on an image (or loaded while it is open) are saved linked to it and
+offered again, loaded only when chosen. When the folder cannot be used, the app
+keeps working in memory and the reason is kept in ``workspace_error`` for the
+home page to show.
 """
 
 from __future__ import annotations
 
 import json
+import tempfile
 import time
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import streamlit as st
 
-from microseg.errors import InputError
-from microseg.store import ImageRecord, Workspace, default_root
+from microseg.errors import InputError, MicrosegError, ModelFileError
+from microseg.store import ImageRecord, ModelRecord, Workspace, default_root
 from webui import state
+
+if TYPE_CHECKING:
+    from microseg.segmenter import Segmenter
+
+TRAINED, UPLOADED = "trained", "uploaded"  # how a saved model relates to its image
+KIND_NAMES = {"rf": "Random forest", "unet": "U-Net"}
+SAVED = "ws:"  # prefix of the model ids of saved models (see webui.models)
 
 
 @st.cache_resource(show_spinner=False)
@@ -82,6 +95,8 @@ def remember_image(data: bytes, name: str, source: dict) -> int | None:
         _failed(exc)
         return None
     state.put("workspace_image", record.id)
+    state.put("pixel_size_override", record.pixel_size_um)
+    state.put("workspace_pixel_size", record.pixel_size_um)
     restore_strokes(record.id)
     return record.id
 
@@ -192,6 +207,197 @@ def save_current_strokes() -> int:
     return len(changed)
 
 
+def save_pixel_size() -> bool:
+    """Save the pixel size typed in (or set from a scale bar) for the current image.
+
+    Nothing is written when it did not change since the last save. Returns True
+    when it was written.
+    """
+    workspace_id = state.get("workspace_image")
+    value = state.get("pixel_size_override") or None
+    if workspace_id is None or value == state.get("workspace_pixel_size"):
+        return False
+    ws = workspace()
+    if ws is None:
+        return False
+    try:
+        ws.set_pixel_size(workspace_id, value)
+    except InputError as exc:
+        _failed(exc)
+        return False
+    state.put("workspace_pixel_size", value)
+    return True
+
+
+def keep_model(
+    model: Segmenter,
+    role: str,
+    name: str,
+    *,
+    note: str | None = None,
+    slot: str | None = None,
+    workspace_id: int | None = None,
+) -> int | None:
+    """Save a model into the workspace, linked to the image it was trained on or loaded for.
+
+    Parameters
+    ----------
+    model : Segmenter
+        Saved through its ``save`` method (safetensors).
+    role : str
+        :data:`TRAINED` or :data:`UPLOADED`. A random forest trained on an image
+        replaces the one trained on it before (it is retrained after every stroke).
+    name : str
+        Name kept with the model.
+    note : str, optional
+        How it was made (frame, strokes ...).
+    slot : str, optional
+        The session slot ('classical' or 'deep') that holds the model, so that it
+        is not offered twice.
+    workspace_id : int, optional
+        The image's workspace id; default the current image's.
+
+    Returns
+    -------
+    int or None
+        The model's workspace id; None when there is no workspace image to link
+        it to, or it could not be saved (reason in ``workspace_error``).
+    """
+    if workspace_id is None:
+        workspace_id = state.get("workspace_image")
+    ws = workspace()
+    if ws is None or workspace_id is None:
+        return None
+    replace = role == TRAINED and model.metadata.get("kind") == "rf"
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = model.save(Path(tmp) / "model.safetensors")
+            record = ws.add_model(
+                path, name, image_id=workspace_id, role=role, note=note, replace=replace
+            )
+    except (MicrosegError, OSError) as exc:
+        reason = exc if isinstance(exc, MicrosegError) else f"{name} cannot be saved ({exc})."
+        state.put("workspace_error", f"Your work is kept in memory only: {reason}")
+        return None
+    if slot is not None:
+        saved = dict(state.get("workspace_models"))
+        saved[slot] = record.id
+        state.put("workspace_models", saved)
+    state.get("workspace_broken").pop(record.id, None)
+    return record.id
+
+
+def saved_models(task: str) -> tuple[dict[str, str], list[str]]:
+    """Models saved for the current image that can be used for ``task``.
+
+    Returns
+    -------
+    choices : dict
+        Label → model id (``"ws:ID"``), newest first; models held in the
+        session's own slots are left out (they are offered as such).
+    problems : list of str
+        One sentence per saved model that is skipped because it cannot be loaded.
+    """
+    workspace_id = state.get("workspace_image")
+    ws = workspace() if workspace_id is not None else None
+    if ws is None:
+        return {}, []
+    try:
+        records = ws.models(workspace_id)
+    except InputError as exc:
+        _failed(exc)
+        return {}, []
+    in_session = set(state.get("workspace_models").values())
+    broken = state.get("workspace_broken")
+    choices: dict[str, str] = {}
+    problems: list[str] = []
+    for rec in records:
+        if rec.task != task or rec.id in in_session:
+            continue
+        problem = broken.get(rec.id) or _file_problem(rec)
+        if problem:
+            problems.append(problem)
+            continue
+        label = model_label(rec)
+        if label in choices:
+            label = f"{label} #{rec.id}"
+        choices[label] = f"{SAVED}{rec.id}"
+    return choices, problems
+
+
+def model_label(rec: ModelRecord) -> str:
+    """How a saved model is offered: what it is and when it was saved."""
+    when = time.strftime("%d %b %H:%M", time.localtime(rec.created))
+    if rec.role == TRAINED:
+        return f"{KIND_NAMES.get(rec.kind, 'Model')} trained on this image (saved {when})"
+    return f"Model file {rec.name} (saved {when})"
+
+
+def _file_problem(rec: ModelRecord) -> str | None:
+    """Why a saved model's file cannot be used (missing, or not the bytes saved), or None."""
+    try:
+        stat = rec.path.stat()
+    except FileNotFoundError:
+        return _cannot_load(rec.name, "its file is missing")
+    except OSError:
+        return _cannot_load(rec.name, "its file cannot be read")
+    if stat.st_size != rec.size or not _intact(
+        str(rec.path), stat.st_mtime_ns, stat.st_size, rec.sha256
+    ):
+        return _cannot_load(rec.name, "its file is damaged")
+    return None
+
+
+def _cannot_load(name: str, why: str) -> str:
+    return f"The saved model '{name}' cannot be loaded because {why}, so it is skipped."
+
+
+@st.cache_resource(max_entries=256, show_spinner=False)
+def _intact(path: str, mtime_ns: int, size: int, sha256: str) -> bool:
+    """True when the file still holds the bytes it was saved with (checked once per version)."""
+    from microseg.modelfile import file_hash
+
+    try:
+        return file_hash(path) == sha256
+    except (OSError, InputError):
+        return False
+
+
+@st.cache_resource(max_entries=8, show_spinner="Loading the saved model ...")
+def _load_file(path: str, sha256: str) -> Segmenter:
+    from microseg.segmenter import load_segmenter
+
+    model = load_segmenter(path)
+    model.metadata.setdefault("file_sha256", sha256)
+    return model
+
+
+def load_saved_model(model_id: int) -> Segmenter:
+    """The saved model ``model_id``, loaded once per server process.
+
+    Raises
+    ------
+    ModelFileError
+        With one sentence when the model cannot be loaded (its file missing,
+        changed or damaged); the model is then skipped by :func:`saved_models`.
+    """
+    ws = workspace()
+    if ws is None:
+        raise ModelFileError("The workspace cannot be used, so its saved models cannot be loaded.")
+    try:
+        rec = ws.model(model_id)
+    except InputError as exc:
+        raise ModelFileError(f"The saved model {model_id} is no longer in the workspace.") from exc
+    message = _file_problem(rec)
+    if message is None:
+        try:
+            return _load_file(str(rec.path), rec.sha256)
+        except Exception:  # noqa: BLE001 - one sentence, never a traceback
+            message = _cannot_load(rec.name, "its file is not a model this microseg can use")
+    state.get("workspace_broken")[rec.id] = message
+    raise ModelFileError(message)
+
+
 def recent_images() -> list[ImageRecord]:
     """Images of the workspace, most recently opened first (empty when it cannot be used)."""
     ws = workspace()
@@ -238,8 +444,8 @@ def delete_recent(workspace_id: int) -> None:
         state.put("workspace_classes", None)
 
 
-def describe(record: ImageRecord) -> tuple[str, str, str]:
-    """Size, labelled frames and last-opened time of a record, as short texts."""
+def describe(record: ImageRecord) -> tuple[str, str, str, str]:
+    """Size, labelled frames, saved models and last-opened time of a record, as short texts."""
     shape = record.info.get("shape") or []
     parts = []
     if len(shape) == 5:
@@ -250,7 +456,9 @@ def describe(record: ImageRecord) -> tuple[str, str, str]:
         parts.append(_bytes(record.size))
     n = record.n_labelled
     labelled = f"{n} labelled frame{'s' if n != 1 else ''}"
-    return ", ".join(parts), labelled, f"opened {_ago(record.opened)}"
+    m = record.n_models
+    models = f"{m} saved model{'s' if m != 1 else ''}"
+    return ", ".join(parts), labelled, models, f"opened {_ago(record.opened)}"
 
 
 def _bytes(n: int) -> str:

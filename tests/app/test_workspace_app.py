@@ -75,6 +75,171 @@ def test_strokes_and_classes_come_back_in_a_new_session(workspace_dir):
     assert fresh.session_state["ground_truth"]  # a sample opens with its ground truth
 
 
+def _nuclei_strokes(at) -> list[dict]:
+    """A background stroke far from any nucleus and a stroke across the largest nucleus."""
+    from scipy import ndimage as ndi
+
+    truth = at.session_state["ground_truth"]["labels"][0]
+    colours = [c["colour"] for c in at.session_state["classes"]]
+    scale = 460 / truth.shape[1]
+    dist = ndi.distance_transform_edt(truth == 0)
+    by, bx = np.unravel_index(np.argmax(dist), dist.shape)
+    r = max(2.0, dist[by, bx] / 2)
+    lab = np.bincount(truth.ravel())[1:].argmax() + 1
+    yy, xx = np.nonzero(truth == lab)
+    row = int(np.median(yy))
+    xs = xx[yy == row]
+    return [
+        _path(colours[0], [((bx - r) * scale, by * scale), ((bx + r) * scale, by * scale)], 4),
+        _path(colours[1], [((xs.min() + 2) * scale, row * scale),
+                           ((xs.max() - 2) * scale, row * scale)], 4),
+    ]  # fmt: skip
+
+
+def _train_forest_and_set_pixel_size(workspace_dir):
+    at = new_app()
+    at.button(key="open_synthetic-nuclei-series").click().run()
+    at.switch_page("pages/2_Annotate.py").run()
+    strokes = _nuclei_strokes(at)
+    _draw(at, strokes)
+    first = at.session_state["models"]["classical"]
+    ws = Workspace.open(workspace_dir)
+    (record,) = ws.images()
+    (saved,) = ws.models(record.id)
+    assert (saved.kind, saved.task, saved.role) == ("rf", "nuclei", "trained")
+    # live retraining after another stroke replaces the saved forest of this image
+    _draw(at, strokes + [_path(strokes[0]["stroke"], [(5, 5), (5, 60)], 4)])
+    model = at.session_state["models"]["classical"]
+    assert model is not first
+    (saved,) = ws.models(record.id)
+    assert (
+        len(ws.models()) == 1
+        and saved.summary["training"]["stroke_pixels"]
+        == (model.metadata["training"]["stroke_pixels"])
+    )
+    at.switch_page("pages/1_Image.py").run()
+    at.number_input(key="pixel_size_widget").set_value(0.25).run()
+    assert not at.exception
+    assert ws.image(record.id).pixel_size_um == pytest.approx(0.25)
+    return at, model, record, saved
+
+
+def _nuclei_page_after_reopen(record):
+    fresh = new_app()  # a new session: nothing in memory
+    fresh.button(key=f"ws_open_{record.id}").click().run()
+    assert not fresh.exception
+    fresh.switch_page("pages/4_Nuclei.py").run()
+    assert not fresh.exception
+    return fresh
+
+
+def test_trained_forest_and_pixel_size_come_back_in_a_new_session(workspace_dir):
+    at, model, record, saved = _train_forest_and_set_pixel_size(workspace_dir)
+    frame = at.session_state["image"].frame(0)
+
+    fresh = new_app()
+    assert "1 saved model" in [c.value for c in fresh.caption]
+    fresh.button(key=f"ws_open_{record.id}").click().run()
+    assert not fresh.exception
+    assert fresh.session_state["pixel_size_override"] == pytest.approx(0.25)
+    assert fresh.session_state["models"] == {}  # nothing is loaded before it is chosen
+    fresh.switch_page("pages/1_Image.py").run()
+    assert fresh.number_input(key="pixel_size_widget").value == pytest.approx(0.25)
+    assert any("0.25 µm" in m.value for m in fresh.markdown)
+
+    fresh.switch_page("pages/4_Nuclei.py").run()
+    assert not fresh.exception
+    box = fresh.selectbox(key="nuc_model")
+    (label,) = [o for o in box.options if o.startswith("Random forest trained on this image")]
+    box.set_value(label).run()
+    fresh.button(key="nuc_seg_frame").click().run()
+    assert not fresh.exception and not fresh.error
+    labels = fresh.session_state["nuclei_result"].labels[0]
+    truth = fresh.session_state["ground_truth"]["labels"][0]
+    n, n_true = len(np.unique(labels[labels > 0])), len(np.unique(truth[truth > 0]))
+    assert n >= n_true // 2
+    # the model offered again is the one trained in the first session
+    from microseg.segmenter import load_segmenter
+
+    again = load_segmenter(saved.path)
+    assert np.array_equal(again.predict_proba(frame), model.predict_proba(frame))
+    assert fresh.session_state["nuclei_result"].settings["model_sha256"] == saved.sha256
+
+
+def test_saved_models_that_cannot_be_loaded_are_skipped_with_one_sentence(workspace_dir, tmp_path):
+    from microseg.modelfile import save_model
+
+    at = new_app()
+    at.button(key="open_synthetic-nuclei-series").click().run()
+    ws = Workspace.open(workspace_dir)
+    (image,) = ws.images()
+    records = {}
+    for seed, name in enumerate(["gone", "damaged", "unusable"]):
+        weights = {"w": np.full((4, 3), seed, np.float32)}
+        meta = {"kind": "rf", "task": "nuclei", "classes": ["background", "nucleus"]}
+        path = save_model(tmp_path / f"{name}.safetensors", weights, meta)
+        records[name] = ws.add_model(path, f"{name}.safetensors", image_id=image.id,
+                                     role="uploaded")  # fmt: skip
+    records["gone"].path.unlink()
+    raw = bytearray(records["damaged"].path.read_bytes())
+    raw[-4:] = b"\x01\x02\x03\x04"  # same size, other bytes
+    records["damaged"].path.write_bytes(bytes(raw))
+
+    fresh = _nuclei_page_after_reopen(image)
+    assert "3 saved models" in [c.value for c in new_app().caption]
+    box = fresh.selectbox(key="nuc_model")
+    (label,) = [o for o in box.options if o.startswith("Model file ")]
+    assert "unusable.safetensors" in label  # the gone and damaged files are not offered
+    warnings = sorted(w.value for w in fresh.warning)
+    assert len(warnings) == 2 and not fresh.error
+    assert "'damaged.safetensors'" in warnings[0] and "file is damaged" in warnings[0]
+    assert "'gone.safetensors'" in warnings[1] and "file is missing" in warnings[1]
+    assert all(w.count(". ") == 0 and w.endswith("skipped.") for w in warnings)
+
+    box.set_value(label).run()  # loaded when chosen: it fails, in one sentence
+    fresh.run()
+    assert not fresh.exception
+    assert not [o for o in fresh.selectbox(key="nuc_model").options if o.startswith("Model file")]
+    (unusable,) = [w.value for w in fresh.warning if "unusable" in w.value]
+    assert "not a model this microseg can use" in unusable and unusable.count(". ") == 0
+    assert records["damaged"].path.is_file() and len(ws.models(image.id)) == 3  # nothing deleted
+
+
+def test_uploaded_model_file_is_saved_with_the_image(workspace_dir, tmp_path):
+    from microseg.classical import RandomForestSegmenter
+
+    rng = np.random.default_rng(0)
+    img = rng.random((48, 48)).astype(np.float32)
+    img[:, 24:] += 2.0
+    strokes = np.zeros((48, 48), np.uint8)
+    strokes[10:14, 4:20], strokes[30:34, 28:44] = 1, 2
+    forest = RandomForestSegmenter()
+    forest.fit(img, strokes, classes=["background", "nucleus"], task="nuclei")
+    data = forest.save(tmp_path / "my_forest.safetensors").read_bytes()
+
+    at = new_app()
+    at.button(key="open_synthetic-nuclei-series").click().run()
+    at.switch_page("pages/2_Annotate.py").run()
+    at.file_uploader(key="model_upload").set_value(
+        ("my_forest.safetensors", data, "application/octet-stream")
+    ).run()
+    assert not at.exception and not at.error
+    ws = Workspace.open(workspace_dir)
+    (image,) = ws.images()
+    (saved,) = ws.models(image.id)
+    assert (saved.name, saved.role, saved.kind) == ("my_forest.safetensors", "uploaded", "rf")
+    assert at.session_state["workspace_models"] == {"classical": saved.id}
+    at.switch_page("pages/4_Nuclei.py").run()  # offered once, as the session's own model
+    options = at.selectbox(key="nuc_model").options
+    assert "Classical ML (random forest, trained here)" in options
+    assert not any(o.startswith("Model file") for o in options)
+
+    fresh = _nuclei_page_after_reopen(image)
+    options = fresh.selectbox(key="nuc_model").options
+    assert [o for o in options if o.startswith("Model file my_forest.safetensors (saved ")]
+    assert "Classical ML (random forest, trained here)" not in options
+
+
 def test_cleared_strokes_stay_cleared(workspace_dir):
     at = new_app()
     at.button(key="open_synthetic-grains").click().run()

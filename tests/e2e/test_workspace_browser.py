@@ -1,4 +1,5 @@
-"""Real browser: painted strokes come back after a page reload, through Recent work."""
+"""Real browser: painted strokes (and the forest trained on them) come back after a page reload,
+through Recent work."""
 
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ def test_strokes_come_back_after_a_reload(page):
     recent = page.locator(".st-key-recent_work")
     expect(recent.get_by_text("Synthetic nuclei time-lapse", exact=True)).to_be_visible()
     expect(recent.get_by_text("1 labelled frame", exact=True)).to_be_visible()
+    expect(recent.get_by_text("1 saved model", exact=True)).to_be_visible()  # the live forest
     shots = Path("/tmp/shots")
     shots.mkdir(exist_ok=True)
     recent.scroll_into_view_if_needed()

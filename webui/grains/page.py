@@ -12,7 +12,7 @@ import streamlit as st
 
 from microseg.errors import MicrosegError
 from microseg.image import MicroImage
-from webui import state
+from webui import state, workspace
 from webui.grains.boundary import (
     COMPARE,
     TRUTH,
@@ -78,6 +78,7 @@ def pixel_size_controls(image: MicroImage) -> float | None:
                 st.error("Give the scale bar's length in pixels and in µm.")
         if ui().get("bar_message"):
             st.caption(ui()["bar_message"])
+    workspace.save_pixel_size()
     return state.pixel_size()
 
 

@@ -11,7 +11,7 @@ import streamlit as st
 
 from microseg.errors import MicrosegError
 from microseg.image import MicroImage
-from webui import state
+from webui import state, workspace
 from webui.nuclei.session import ui
 
 NO_BUILTIN = "no built-in nuclei model installed; train one on the Annotate page"
@@ -88,6 +88,7 @@ def model_sidebar(image: MicroImage) -> dict[str, Any] | None:
         ui().pop("model_upload_error", None)
         mid = load_model_upload(up.name, up.getvalue())
         if mid:
+            workspace.keep_model(_uploaded()[mid], workspace.UPLOADED, up.name, slot=mid)
             ui()["model_id"] = mid
             ui()["select_model_id"] = True  # a freshly loaded model becomes the selected one
     if up is not None and ui().get("model_upload_error"):
