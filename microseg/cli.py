@@ -94,6 +94,14 @@ def _build_parser() -> argparse.ArgumentParser:
     n.add_argument("--channel", type=int, default=None, help="channel to segment (0-based)")
     n.add_argument("--track", action="store_true", help="link nuclei across frames")
     n.add_argument(
+        "--diameter",
+        default=None,
+        metavar="PX|auto",
+        help="typical nucleus diameter in pixels, or 'auto' to measure it: the image is "
+        "rescaled to the size the model was trained at (models that record it, such as "
+        "builtin:nuclei: 19.5 px)",
+    )
+    n.add_argument(
         "--augment",
         action="store_true",
         help="test-time augmentation for deep-learning models: average over the 8 flips "

@@ -63,6 +63,10 @@ class FrameSegmenter:
     augment : bool
         Test-time augmentation of a deep-learning model (mean over the eight flips
         and quarter turns; 8x slower). Refused for other models.
+    object_diameter_px : float, "auto" or None
+        Typical nucleus diameter in the input: the frame is rescaled so that nuclei
+        have the size the model was trained at (``"auto"``: measured in a first
+        prediction). Needs a model that records its training object size.
     """
 
     def __init__(
@@ -72,14 +76,29 @@ class FrameSegmenter:
         min_area_px: int | None = None,
         split_touching: bool = True,
         augment: bool = False,
+        object_diameter_px: float | str | None = None,
     ) -> None:
         if augment and model.metadata.get("kind") != "unet":
             raise InputError("Test-time augmentation needs a deep-learning (U-Net) model.")
+        if object_diameter_px is not None:
+            if not model.metadata.get("object_diameter_px"):
+                raise InputError(
+                    "This model records no training object size, so it cannot rescale to a "
+                    "nucleus diameter; use a model that does, such as builtin:nuclei."
+                )
+            if object_diameter_px != "auto":
+                try:
+                    object_diameter_px = float(object_diameter_px)
+                except (TypeError, ValueError):
+                    object_diameter_px = -1.0
+                if not np.isfinite(object_diameter_px) or object_diameter_px <= 0:
+                    raise InputError("The nucleus diameter must be a positive number of pixels.")
         self.model = model
         self.channel = channel
         self.min_area_px = int(min_area_px) if min_area_px else None
         self.split_touching = bool(split_touching)
         self.augment = bool(augment)
+        self.object_diameter_px = object_diameter_px
 
     def model_input(self, frame: np.ndarray) -> np.ndarray:
         """The part of ``frame`` the model sees (one channel or all)."""
@@ -95,9 +114,12 @@ class FrameSegmenter:
     def probabilities(self, frame: np.ndarray) -> np.ndarray:
         """Class probabilities ``(K, Y, X)`` of ``frame`` (normalised by the model)."""
         x = self.model_input(frame)
+        kw: dict[str, Any] = {}
         if self.augment:
-            return np.asarray(self.model.predict_proba(x, augment=True), np.float32)  # type: ignore[call-arg]
-        return np.asarray(self.model.predict_proba(x), np.float32)
+            kw["augment"] = True
+        if self.object_diameter_px is not None:
+            kw["object_diameter_px"] = self.object_diameter_px
+        return np.asarray(self.model.predict_proba(x, **kw), np.float32)
 
     def instances(self, proba: np.ndarray) -> np.ndarray:
         """Instance labels from class probabilities."""
@@ -123,6 +145,8 @@ class FrameSegmenter:
             "min_area_px": self.min_area_px if self.min_area_px else "auto",
             "split_touching": self.split_touching,
             "test_time_augmentation": self.augment,
+            "object_diameter_px": self.object_diameter_px,
+            "model_object_diameter_px": self.model.metadata.get("object_diameter_px"),
         }
 
 

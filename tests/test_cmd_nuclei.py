@@ -271,3 +271,17 @@ def test_augment_needs_a_deep_model(work, capsys):
     assert rc == 2
     assert err[-1].endswith("Test-time augmentation needs a deep-learning (U-Net) model.")
     assert not (out / "series_labels.tif").exists()
+
+
+@pytest.mark.parametrize(
+    ("value", "says"),
+    [("abc", "--diameter must be a positive number"), ("30", "records no training object size")],
+)
+def test_diameter_option_errors(work, capsys, value, says):
+    out = work["dir"] / "out_diameter"
+    rc = main(
+        ["nuclei", "--model", str(work["model"]), "--out", str(out), "--diameter", value]
+        + [str(work["image"])]
+    )
+    assert rc == 2
+    assert says in capsys.readouterr().err

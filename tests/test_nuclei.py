@@ -137,6 +137,8 @@ def test_segmenter_and_measurer_survive_pickling(work):
         "min_area_px": 20,
         "split_touching": False,
         "test_time_augmentation": False,
+        "object_diameter_px": None,
+        "model_object_diameter_px": None,
     }
 
 
@@ -209,3 +211,28 @@ def test_segment_image_fixes_a_one_frame_split_from_its_neighbours():
     raw = segment_image(image, _cut_in_frame_one, FrameMeasurer(), temporal=False)
     assert raw.frames["count"].tolist() == [1, 2, 1, 1]
     assert "temporal" not in raw.params
+
+
+def test_frame_segmenter_rescales_to_a_given_nucleus_diameter():
+    from microseg.zoo import load_builtin
+
+    model = load_builtin("nuclei")
+    yy, xx = np.mgrid[:96, :96]
+    frame = (((yy - 48) ** 2 + (xx - 48) ** 2 < 20**2) * 900 + 100).astype(np.uint16)
+    seg = FrameSegmenter(model, object_diameter_px=40.0)
+    want = model.predict_proba(frame, object_diameter_px=40.0)
+    np.testing.assert_allclose(seg.probabilities(frame), want, atol=1e-6)
+    assert not np.allclose(want, model.predict_proba(frame), atol=1e-3)
+    assert seg.settings()["object_diameter_px"] == 40.0
+    assert seg.settings()["model_object_diameter_px"] == model.metadata["object_diameter_px"]
+    assert FrameSegmenter(model, object_diameter_px="auto").settings()["object_diameter_px"] == (
+        "auto"
+    )
+    for bad in (0, -3, "wide", float("nan")):
+        with pytest.raises(InputError, match="positive number of pixels"):
+            FrameSegmenter(model, object_diameter_px=bad)
+
+
+def test_rescaling_needs_a_model_that_records_its_object_size(work):
+    with pytest.raises(InputError, match="records no training object size"):
+        FrameSegmenter(work["model"], object_diameter_px=30.0)

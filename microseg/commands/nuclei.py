@@ -116,6 +116,7 @@ def process_file(
     workers: int | None = None,
     temporal: bool = True,
     augment: bool = False,
+    object_diameter_px: float | str | None = None,
 ) -> dict[str, Any]:
     """Run ``microseg nuclei`` on one input file; returns a summary of what was written."""
     from microseg.commands.predict import model_provenance, read_input
@@ -131,7 +132,9 @@ def process_file(
     if pixel_size_um is not None and not pixel_size_um > 0:
         raise InputError("--pixel-size must be a positive number of µm per pixel.")
     ps = float(pixel_size_um) if pixel_size_um else image.pixel_size_um
-    segmenter = FrameSegmenter(model, channel=channel, augment=augment)
+    segmenter = FrameSegmenter(
+        model, channel=channel, augment=augment, object_diameter_px=object_diameter_px
+    )
     measurer = FrameMeasurer(ps)
     report(
         f"{Path(path).name}: {image.n_frames} frame(s), {image.n_slices} slice(s), "
@@ -173,6 +176,19 @@ def process_file(
     return summary
 
 
+def _diameter_arg(value: str | None) -> float | str | None:
+    """``--diameter``: None, "auto" or a positive number of pixels."""
+    if value is None or str(value).strip().lower() == "auto":
+        return None if value is None else "auto"
+    try:
+        d = float(value)
+    except ValueError:
+        d = float("nan")
+    if not np.isfinite(d) or d <= 0:
+        raise InputError(f"--diameter must be a positive number of pixels or 'auto', got {value}.")
+    return d
+
+
 def cmd_nuclei(args: argparse.Namespace, progress: Callable[[str], None]) -> dict:
     """Write labels, object and frame tables (and tracks) for every input."""
     from microseg.commands.predict import load_model_arg
@@ -202,6 +218,7 @@ def cmd_nuclei(args: argparse.Namespace, progress: Callable[[str], None]) -> dic
             progress=progress,
             temporal=not getattr(args, "independent_frames", False),
             augment=bool(getattr(args, "augment", False)),
+            object_diameter_px=_diameter_arg(getattr(args, "diameter", None)),
         )
         for path in images
     ]

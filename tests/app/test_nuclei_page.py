@@ -207,3 +207,30 @@ def test_series_with_stop_then_track_and_export(rf_model, tmp_path):
     with zipfile.ZipFile(io.BytesIO(export_bytes(res, "all"))) as zf:
         names = set(zf.namelist())
     assert {"labels.tif", "objects.csv", "objects.json", "tracks.csv", "rois.zip"} <= names
+
+
+def test_nucleus_size_rescales_the_builtin_model():
+    from webui.models import builtin_available
+
+    if not builtin_available("nuclei"):
+        pytest.skip("no built-in nuclei model installed")
+    at = nuclei_page()
+    at.selectbox(key="nuc_model").set_value("Built-in nuclei model (U-Net)").run()
+    assert not at.radio(key="nuc_size_mode").disabled
+    at.radio(key="nuc_size_mode").set_value("Type it in").run()
+    at.number_input(key="nuc_diameter").set_value(36.0).run()
+    at.button(key="nuc_seg_frame").click().run()
+    assert not at.exception and not at.error
+    res = at.session_state["nuclei_result"]
+    assert res.settings["object_diameter_px"] == 36.0
+    rescaled = res.labels[0].copy()
+    at.radio(key="nuc_size_mode").set_value("As trained").run()
+    at.button(key="nuc_seg_frame").click().run()
+    res = at.session_state["nuclei_result"]
+    assert res.settings["object_diameter_px"] is None
+    assert not np.array_equal(res.labels[0], rescaled)  # 36 px: the frame was halved
+
+
+def test_nucleus_size_is_disabled_for_a_model_without_a_training_size(rf_model):
+    at = nuclei_page(rf_model)
+    assert at.radio(key="nuc_size_mode").disabled

@@ -47,6 +47,14 @@ def _is_deep(model_id: str) -> bool:
         return False
 
 
+def _trained_diameter(model_id: str) -> float | None:
+    try:
+        value = resolve_model(model_id).metadata.get("object_diameter_px")
+    except (MicrosegError, KeyError):
+        return None
+    return float(value) if value else None
+
+
 def load_model_upload(name: str, data: bytes) -> str | None:
     """Load an uploaded model file; returns its id (None: the error is kept in the UI state)."""
     from microseg.modelfile import file_hash
@@ -125,6 +133,30 @@ def model_sidebar(image: MicroImage) -> dict[str, Any] | None:
         help="Seeded watershed between touching nuclei.",
     )
     deep = _is_deep(options[label])
+    trained_at = _trained_diameter(options[label])
+    size_modes = ["As trained", "Estimate from the image", "Type it in"]
+    size_mode = st.radio(
+        "Nucleus size",
+        size_modes,
+        key="nuc_size_mode",
+        disabled=trained_at is None,
+        help="The image is rescaled so that its nuclei have the size the model was "
+        "trained at"
+        + (f" ({trained_at:.3g} px)." if trained_at else "; this model records no size."),
+    )
+    diameter: float | str | None = None
+    if trained_at is not None and size_mode == size_modes[1]:
+        diameter = "auto"
+    elif trained_at is not None and size_mode == size_modes[2]:
+        diameter = float(
+            st.number_input(
+                "Typical nucleus diameter (px)",
+                min_value=2.0,
+                value=float(round(trained_at)),
+                step=1.0,
+                key="nuc_diameter",
+            )
+        )
     augment = st.toggle(
         "Test-time augmentation (8x slower)",
         value=False,
@@ -162,6 +194,7 @@ def model_sidebar(image: MicroImage) -> dict[str, Any] | None:
         "min_area_px": int(min_area) or None,
         "split_touching": bool(split),
         "augment": bool(augment) and deep,
+        "object_diameter_px": diameter,
         "temporal": bool(temporal),
         "channel": channel,
         "z": z,

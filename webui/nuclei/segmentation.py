@@ -75,6 +75,7 @@ def _pipeline(settings: dict[str, Any]):  # noqa: ANN202
         min_area_px=settings["min_area_px"],
         split_touching=settings["split_touching"],
         augment=bool(settings.get("augment", False)),
+        object_diameter_px=settings.get("object_diameter_px"),
     )
     return seg, FrameMeasurer(settings["pixel_size_um"])
 
@@ -85,6 +86,7 @@ def _result_settings(settings: dict[str, Any]) -> dict[str, Any]:
     out = {k: settings[k] for k in keys}
     out["temporal_consistency"] = bool(settings.get("temporal", True))
     out["test_time_augmentation"] = bool(settings.get("augment", False))
+    out["object_diameter_px"] = settings.get("object_diameter_px")
     out["model_kind"] = model.metadata.get("kind")
     out["model_sha256"] = model.metadata.get("file_sha256")
     return out
