@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage as ndi
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
 from skimage import segmentation
 
 from microseg.errors import InputError
@@ -98,21 +100,14 @@ def _merge_fragments(lab: np.ndarray, prev: np.ndarray, nxt: np.ndarray) -> tupl
     same = (p_prev[a] > 0) & (p_prev[a] == p_prev[b]) & (p_next[a] > 0) & (p_next[a] == p_next[b])
     if not same.any():
         return lab, 0
-    parent = np.arange(n + 1)
-
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    merged = 0
-    for x, y in pairs[same]:
-        rx, ry = find(int(x)), find(int(y))
-        if rx != ry:
-            parent[max(rx, ry)] = min(rx, ry)
-            merged += 1
-    lut = np.array([find(i) for i in range(n + 1)], dtype=np.int64)
+    join = pairs[same]
+    graph = coo_matrix((np.ones(len(join)), (join[:, 0], join[:, 1])), shape=(n + 1, n + 1))
+    n_comp, comp = connected_components(graph, directed=False)
+    merged = n + 1 - n_comp  # each merge joins two groups
+    # every group takes the smallest id among its members
+    first = np.full(n_comp, n + 1, dtype=np.int64)
+    np.minimum.at(first, comp, np.arange(n + 1))
+    lut = first[comp]
     return lut[lab], merged
 
 
