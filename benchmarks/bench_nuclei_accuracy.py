@@ -96,8 +96,13 @@ def microseg_labels(
 ) -> np.ndarray:
     """``builtin:nuclei`` probabilities (rescaled by ``scale``; test-time augmented when
     ``augment``) to instance labels."""
+    from microseg.thresholds import instance_settings
+
     proba = model.predict_proba(image, object_diameter_px=scale, augment=augment)
-    return nuclei_instances(proba, model.classes)
+    chosen = instance_settings(model.metadata)
+    return nuclei_instances(
+        proba, model.classes, threshold=chosen["threshold"], h_fraction=chosen["h_fraction"]
+    )
 
 
 def split_merge(gt: np.ndarray, pred: np.ndarray) -> tuple[int, int]:
@@ -367,7 +372,10 @@ def main(argv: list[str] | None = None) -> int:
         f"model: {a.weights or 'builtin:nuclei'}, {weights_line(a.weights)}, "
         f"held out: {model.metadata.get('held_out')}; training object diameter "
         f"{model.metadata.get('object_diameter_px')} px, pixel size "
-        f"{model.metadata.get('pixel_size_um')}",
+        f"{model.metadata.get('pixel_size_um')}; instance settings "
+        f"{model.metadata.get('instances', {}).get('threshold', 0.5)} threshold, "
+        f"{model.metadata.get('instances', {}).get('h_fraction', 0.15)} h fraction "
+        f"(chosen on: {model.metadata.get('instances', {}).get('chosen_on', 'defaults')})",
         "scale: 'as is' = no rescaling (what FrameSegmenter and 'microseg nuclei' run); "
         "'auto diameter' = predict_proba(object_diameter_px='auto'), the one documented global "
         "rescaling choice; 'augmented' = test-time augmentation (mean over the 8 flips and "

@@ -373,9 +373,13 @@ def bench_corrective(smoke: bool, out: list[str], seconds: float) -> None:
 def _nuclei_ap(model, image, gt, diameter=None) -> tuple[object, np.ndarray]:
     from microseg.instances import nuclei_instances
     from microseg.metrics import match_instances
+    from microseg.thresholds import instance_settings
 
     proba = model.predict_proba(image, object_diameter_px=diameter)
-    labels = nuclei_instances(proba, model.classes)
+    chosen = instance_settings(model.metadata)
+    labels = nuclei_instances(
+        proba, model.classes, threshold=chosen["threshold"], h_fraction=chosen["h_fraction"]
+    )
     return match_instances(gt, labels, 0.5), labels
 
 

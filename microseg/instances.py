@@ -275,6 +275,7 @@ def nuclei_instances(
     min_area_px: int | None = None,
     seeds: str = "auto",
     h: float | None = None,
+    h_fraction: float = H_FRACTION,
 ) -> np.ndarray:
     """Instance labels of nuclei from class probabilities.
 
@@ -301,7 +302,9 @@ def nuclei_instances(
         the distance transform of the foreground (ignores border evidence); "auto":
         h-maxima of the distance transform of the cores (both kinds of evidence).
     h : float, optional
-        h-maxima height in pixels; default ``H_FRACTION`` (0.15) x the typical radius.
+        h-maxima height in pixels; default ``h_fraction`` x the typical radius.
+    h_fraction : float
+        See ``h``; a model may record its own (:mod:`microseg.thresholds`).
 
     Returns
     -------
@@ -322,7 +325,7 @@ def nuclei_instances(
         core = None
     else:
         core = fg & (p_nuc >= p_bor) & (p_nuc >= 0.5 * threshold)
-    return _instances_from_masks(fg, core, p_bor, seeds, min_area_px, h)
+    return _instances_from_masks(fg, core, p_bor, seeds, min_area_px, h, h_fraction)
 
 
 def _instances_from_masks(
@@ -332,6 +335,7 @@ def _instances_from_masks(
     seeds: str,
     min_area_px: int | None,
     h: float | None,
+    h_fraction: float = H_FRACTION,
 ) -> np.ndarray:
     comp, n = ndi.label(fg, structure=_FOOTPRINT)
     dist_fg = ndi.distance_transform_edt(fg).astype(np.float32)
@@ -344,7 +348,7 @@ def _instances_from_masks(
     dist_fg[~fg] = 0
     core = fg if core is None else core & fg
     if h is None:
-        h = max(0.5, H_FRACTION * radius)
+        h = max(0.5, h_fraction * radius)
     extra = None if p_bor is None else p_bor * np.float32(radius)
     if seeds == "cores":
         markers = _components(core)

@@ -124,12 +124,21 @@ class FrameSegmenter:
     def instances(self, proba: np.ndarray) -> np.ndarray:
         """Instance labels from class probabilities."""
         from microseg.instances import nuclei_instances
+        from microseg.thresholds import instance_settings
 
+        chosen = instance_settings(self.model.metadata)
         if self.split_touching:
-            return nuclei_instances(proba, self.model.classes, min_area_px=self.min_area_px)
+            return nuclei_instances(
+                proba,
+                self.model.classes,
+                threshold=chosen["threshold"],
+                min_area_px=self.min_area_px,
+                h_fraction=chosen["h_fraction"],
+            )
         return nuclei_instances(
             proba,
             self.model.classes,
+            threshold=chosen["threshold"],
             min_area_px=self.min_area_px,
             seeds="distance",
             h=_NO_SPLIT_H,
@@ -140,6 +149,8 @@ class FrameSegmenter:
 
     def settings(self) -> dict[str, Any]:
         """The parameters, for provenance."""
+        from microseg.thresholds import instance_settings
+
         return {
             "channel": self.channel,
             "min_area_px": self.min_area_px if self.min_area_px else "auto",
@@ -147,6 +158,7 @@ class FrameSegmenter:
             "test_time_augmentation": self.augment,
             "object_diameter_px": self.object_diameter_px,
             "model_object_diameter_px": self.model.metadata.get("object_diameter_px"),
+            "instance_settings": instance_settings(self.model.metadata),
         }
 
 

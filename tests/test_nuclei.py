@@ -139,6 +139,7 @@ def test_segmenter_and_measurer_survive_pickling(work):
         "test_time_augmentation": False,
         "object_diameter_px": None,
         "model_object_diameter_px": None,
+        "instance_settings": {"threshold": 0.5, "h_fraction": 0.15},
     }
 
 

@@ -101,3 +101,22 @@ def test_training_script_checkpoints_and_resumes(shared_data, tmp_path):
     meta = model.metadata
     assert meta["name"] == "builtin:grains" and "18-20" in meta["held_out"]
     assert meta["training"]["steps"] == second and meta["split"]["test"] == 10
+
+
+def test_calibrate_stores_instance_settings_chosen_on_validation_images(shared_data, tmp_path):
+    import shutil
+
+    from microseg.deep import UNetSegmenter
+    from microseg.nuclei import FrameSegmenter
+    from microseg.zoo.train_builtin import calibrate_nuclei
+
+    path = tmp_path / "nuclei.safetensors"
+    shutil.copy(zoo.builtin_path("nuclei"), path)
+    chosen = calibrate_nuclei(path, shared_data, limit=2)
+    assert 0.5 <= chosen["threshold"] <= 0.9 and chosen["n_images"] == 2
+    assert chosen["ap"] >= chosen["ap_default"]
+    assert "validation split" in chosen["chosen_on"]
+    model = UNetSegmenter.load(path)
+    assert model.metadata["instances"]["threshold"] == chosen["threshold"]
+    settings = FrameSegmenter(model).settings()["instance_settings"]
+    assert settings == {"threshold": chosen["threshold"], "h_fraction": chosen["h_fraction"]}
