@@ -95,11 +95,12 @@ def _build_parser() -> argparse.ArgumentParser:
     n.add_argument("--track", action="store_true", help="link nuclei across frames")
     n.add_argument(
         "--diameter",
-        default=None,
-        metavar="PX|auto",
-        help="typical nucleus diameter in pixels, or 'auto' to measure it: the image is "
-        "rescaled to the size the model was trained at (models that record it, such as "
-        "builtin:nuclei: 19.5 px)",
+        default="auto",
+        metavar="PX|auto|none",
+        help="typical nucleus diameter in pixels: the image is rescaled to the size the "
+        "model was trained at (models that record it, such as builtin:nuclei: 19.5 px); "
+        "'auto' (default) measures it and rescales when it differs by more than 1.5x; "
+        "'none' runs the image as it is",
     )
     n.add_argument(
         "--augment",

@@ -65,8 +65,10 @@ class FrameSegmenter:
         and quarter turns; 8x slower). Refused for other models.
     object_diameter_px : float, "auto" or None
         Typical nucleus diameter in the input: the frame is rescaled so that nuclei
-        have the size the model was trained at (``"auto"``: measured in a first
-        prediction). Needs a model that records its training object size.
+        have the size the model was trained at. ``"auto"`` (default): measured in a
+        first prediction, and applied when it differs from the training size by more
+        than 1.5x, for models that record that size (others run as they are);
+        ``None``: no rescaling; a number needs a model that records its size.
     """
 
     def __init__(
@@ -76,10 +78,12 @@ class FrameSegmenter:
         min_area_px: int | None = None,
         split_touching: bool = True,
         augment: bool = False,
-        object_diameter_px: float | str | None = None,
+        object_diameter_px: float | str | None = "auto",
     ) -> None:
         if augment and model.metadata.get("kind") != "unet":
             raise InputError("Test-time augmentation needs a deep-learning (U-Net) model.")
+        if object_diameter_px == "auto" and not model.metadata.get("object_diameter_px"):
+            object_diameter_px = None  # nothing to rescale to
         if object_diameter_px is not None:
             if not model.metadata.get("object_diameter_px"):
                 raise InputError(

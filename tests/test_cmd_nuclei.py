@@ -275,7 +275,11 @@ def test_augment_needs_a_deep_model(work, capsys):
 
 @pytest.mark.parametrize(
     ("value", "says"),
-    [("abc", "--diameter must be a positive number"), ("30", "records no training object size")],
+    [
+        ("abc", "--diameter must be a positive number"),
+        ("-2", "--diameter must be a positive number"),
+        ("30", "records no training object size"),
+    ],
 )
 def test_diameter_option_errors(work, capsys, value, says):
     out = work["dir"] / "out_diameter"

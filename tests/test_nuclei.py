@@ -137,7 +137,7 @@ def test_segmenter_and_measurer_survive_pickling(work):
         "min_area_px": 20,
         "split_touching": False,
         "test_time_augmentation": False,
-        "object_diameter_px": None,
+        "object_diameter_px": None,  # "auto" without a training size to rescale to
         "model_object_diameter_px": None,
         "instance_settings": {"threshold": 0.5, "h_fraction": 0.15},
     }

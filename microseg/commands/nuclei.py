@@ -116,7 +116,7 @@ def process_file(
     workers: int | None = None,
     temporal: bool = True,
     augment: bool = False,
-    object_diameter_px: float | str | None = None,
+    object_diameter_px: float | str | None = "auto",
 ) -> dict[str, Any]:
     """Run ``microseg nuclei`` on one input file; returns a summary of what was written."""
     from microseg.commands.predict import model_provenance, read_input
@@ -177,15 +177,18 @@ def process_file(
 
 
 def _diameter_arg(value: str | None) -> float | str | None:
-    """``--diameter``: None, "auto" or a positive number of pixels."""
-    if value is None or str(value).strip().lower() == "auto":
-        return None if value is None else "auto"
+    """``--diameter``: "auto" (default), "none" or a positive number of pixels."""
+    text = "auto" if value is None else str(value).strip().lower()
+    if text in ("auto", "none"):
+        return None if text == "none" else "auto"
     try:
-        d = float(value)
+        d = float(text)
     except ValueError:
         d = float("nan")
     if not np.isfinite(d) or d <= 0:
-        raise InputError(f"--diameter must be a positive number of pixels or 'auto', got {value}.")
+        raise InputError(
+            f"--diameter must be a positive number of pixels, 'auto' or 'none', got {value}."
+        )
     return d
 
 

@@ -217,6 +217,7 @@ def test_nucleus_size_rescales_the_builtin_model():
     at = nuclei_page()
     at.selectbox(key="nuc_model").set_value("Built-in nuclei model (U-Net)").run()
     assert not at.radio(key="nuc_size_mode").disabled
+    assert at.radio(key="nuc_size_mode").value == "Estimate from the image"
     at.radio(key="nuc_size_mode").set_value("Type it in").run()
     at.number_input(key="nuc_diameter").set_value(36.0).run()
     at.button(key="nuc_seg_frame").click().run()
@@ -224,7 +225,7 @@ def test_nucleus_size_rescales_the_builtin_model():
     res = at.session_state["nuclei_result"]
     assert res.settings["object_diameter_px"] == 36.0
     rescaled = res.labels[0].copy()
-    at.radio(key="nuc_size_mode").set_value("As trained").run()
+    at.radio(key="nuc_size_mode").set_value("Use the image as it is").run()
     at.button(key="nuc_seg_frame").click().run()
     res = at.session_state["nuclei_result"]
     assert res.settings["object_diameter_px"] is None

@@ -134,7 +134,7 @@ def model_sidebar(image: MicroImage) -> dict[str, Any] | None:
     )
     deep = _is_deep(options[label])
     trained_at = _trained_diameter(options[label])
-    size_modes = ["As trained", "Estimate from the image", "Type it in"]
+    size_modes = ["Estimate from the image", "Use the image as it is", "Type it in"]
     size_mode = st.radio(
         "Nucleus size",
         size_modes,
@@ -142,10 +142,15 @@ def model_sidebar(image: MicroImage) -> dict[str, Any] | None:
         disabled=trained_at is None,
         help="The image is rescaled so that its nuclei have the size the model was "
         "trained at"
-        + (f" ({trained_at:.3g} px)." if trained_at else "; this model records no size."),
+        + (
+            f" ({trained_at:.3g} px); the estimate rescales only when the nuclei differ "
+            "from that by more than 1.5x."
+            if trained_at
+            else "; this model records no size."
+        ),
     )
     diameter: float | str | None = None
-    if trained_at is not None and size_mode == size_modes[1]:
+    if trained_at is not None and size_mode == size_modes[0]:
         diameter = "auto"
     elif trained_at is not None and size_mode == size_modes[2]:
         diameter = float(
