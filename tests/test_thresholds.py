@@ -45,7 +45,20 @@ def test_the_chosen_threshold_fixes_an_over_confident_outline():
     assert chosen["ap"] > chosen["ap_default"]
     assert chosen["n_images"] == 3 and chosen["n_nuclei"] == 18
     assert len(chosen["grid"]) == 5 * 4
-    assert max(g[2] for g in chosen["grid"]) == chosen["ap"]
+    assert max(g[2] for g in chosen["grid"]) == chosen["ap_best"]
+    assert chosen["ap"] >= chosen["ap_best"] - chosen["standard_error"]
+
+
+def test_when_settings_tie_the_defaults_are_kept():
+    gt = np.zeros((64, 64), np.uint16)
+    for k, (cy, cx) in enumerate([(16, 16), (16, 48), (48, 32)], start=1):
+        rr, cc = disk((cy, cx), 8, shape=gt.shape)
+        gt[rr, cc] = k
+    nuc = (gt > 0).astype(np.float32) * 0.98
+    p = np.stack([1 - nuc, nuc, np.zeros_like(nuc)])
+    chosen = choose_instance_settings([p], [gt], CLASSES)
+    assert chosen["ap_best"] == 1.0 and chosen["ap"] == 1.0
+    assert (chosen["threshold"], chosen["h_fraction"]) == (0.5, H_FRACTION)
 
 
 def test_instance_settings_defaults_and_recorded_values():
