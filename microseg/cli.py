@@ -103,6 +103,13 @@ def _build_parser() -> argparse.ArgumentParser:
         "'none' runs the image as it is",
     )
     n.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help="foreground probability threshold of the nuclei (default: the one the model "
+        "records, chosen on validation images; 0.8 for builtin:nuclei; else 0.5)",
+    )
+    n.add_argument(
         "--augment",
         action="store_true",
         help="test-time augmentation for deep-learning models: average over the 8 flips "

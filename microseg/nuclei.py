@@ -69,6 +69,10 @@ class FrameSegmenter:
         first prediction, and applied when it differs from the training size by more
         than 1.5x, for models that record that size (others run as they are);
         ``None``: no rescaling; a number needs a model that records its size.
+    threshold : float or None
+        Foreground probability threshold of the instances; ``None``: the one the
+        model records (chosen on validation images, see :mod:`microseg.thresholds`),
+        else 0.5.
     """
 
     def __init__(
@@ -79,6 +83,7 @@ class FrameSegmenter:
         split_touching: bool = True,
         augment: bool = False,
         object_diameter_px: float | str | None = "auto",
+        threshold: float | None = None,
     ) -> None:
         if augment and model.metadata.get("kind") != "unet":
             raise InputError("Test-time augmentation needs a deep-learning (U-Net) model.")
@@ -103,6 +108,9 @@ class FrameSegmenter:
         self.split_touching = bool(split_touching)
         self.augment = bool(augment)
         self.object_diameter_px = object_diameter_px
+        if threshold is not None and not 0.0 < float(threshold) < 1.0:
+            raise InputError("The foreground threshold must lie between 0 and 1.")
+        self.threshold = None if threshold is None else float(threshold)
 
     def model_input(self, frame: np.ndarray) -> np.ndarray:
         """The part of ``frame`` the model sees (one channel or all)."""
@@ -128,9 +136,8 @@ class FrameSegmenter:
     def instances(self, proba: np.ndarray) -> np.ndarray:
         """Instance labels from class probabilities."""
         from microseg.instances import nuclei_instances
-        from microseg.thresholds import instance_settings
 
-        chosen = instance_settings(self.model.metadata)
+        chosen = self._instance_settings()
         if self.split_touching:
             return nuclei_instances(
                 proba,
@@ -153,8 +160,6 @@ class FrameSegmenter:
 
     def settings(self) -> dict[str, Any]:
         """The parameters, for provenance."""
-        from microseg.thresholds import instance_settings
-
         return {
             "channel": self.channel,
             "min_area_px": self.min_area_px if self.min_area_px else "auto",
@@ -162,8 +167,16 @@ class FrameSegmenter:
             "test_time_augmentation": self.augment,
             "object_diameter_px": self.object_diameter_px,
             "model_object_diameter_px": self.model.metadata.get("object_diameter_px"),
-            "instance_settings": instance_settings(self.model.metadata),
+            "instance_settings": self._instance_settings(),
         }
+
+    def _instance_settings(self) -> dict[str, float]:
+        from microseg.thresholds import instance_settings
+
+        chosen = instance_settings(self.model.metadata)
+        if self.threshold is not None:
+            chosen["threshold"] = self.threshold
+        return chosen
 
 
 class FrameMeasurer:

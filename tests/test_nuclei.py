@@ -237,3 +237,21 @@ def test_frame_segmenter_rescales_to_a_given_nucleus_diameter():
 def test_rescaling_needs_a_model_that_records_its_object_size(work):
     with pytest.raises(InputError, match="records no training object size"):
         FrameSegmenter(work["model"], object_diameter_px=30.0)
+
+
+def test_threshold_defaults_to_the_models_and_can_be_overridden(work):
+    from microseg.zoo import load_builtin
+
+    builtin = load_builtin("nuclei")
+    recorded = builtin.metadata["instances"]["threshold"]
+    assert FrameSegmenter(builtin).settings()["instance_settings"]["threshold"] == recorded
+    seg = FrameSegmenter(work["model"], threshold=0.7)
+    assert seg.settings()["instance_settings"]["threshold"] == 0.7
+    frame = work["series"].frames[0]
+    proba = seg.probabilities(frame)
+    loose = FrameSegmenter(work["model"], threshold=0.3).instances(proba)
+    tight = seg.instances(proba)
+    assert (loose > 0).sum() > (tight > 0).sum()  # a higher threshold gives smaller nuclei
+    for bad in (0.0, 1.0, 1.5):
+        with pytest.raises(InputError, match="between 0 and 1"):
+            FrameSegmenter(work["model"], threshold=bad)

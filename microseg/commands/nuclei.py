@@ -117,6 +117,7 @@ def process_file(
     temporal: bool = True,
     augment: bool = False,
     object_diameter_px: float | str | None = "auto",
+    threshold: float | None = None,
 ) -> dict[str, Any]:
     """Run ``microseg nuclei`` on one input file; returns a summary of what was written."""
     from microseg.commands.predict import model_provenance, read_input
@@ -133,7 +134,11 @@ def process_file(
         raise InputError("--pixel-size must be a positive number of µm per pixel.")
     ps = float(pixel_size_um) if pixel_size_um else image.pixel_size_um
     segmenter = FrameSegmenter(
-        model, channel=channel, augment=augment, object_diameter_px=object_diameter_px
+        model,
+        channel=channel,
+        augment=augment,
+        object_diameter_px=object_diameter_px,
+        threshold=threshold,
     )
     measurer = FrameMeasurer(ps)
     report(
@@ -222,6 +227,7 @@ def cmd_nuclei(args: argparse.Namespace, progress: Callable[[str], None]) -> dic
             temporal=not getattr(args, "independent_frames", False),
             augment=bool(getattr(args, "augment", False)),
             object_diameter_px=_diameter_arg(getattr(args, "diameter", None)),
+            threshold=getattr(args, "threshold", None),
         )
         for path in images
     ]

@@ -14,9 +14,11 @@ and ``nist_steel`` are kept for evaluation); the first tile (by sorted name) of
 micrographs 10, 13 and 16 selects the best model and is not trained on; plus 8
 ``microseg.synth`` grain images (``--synthetic N``).
 
-The committed weights came from ``train nuclei --minutes 40`` then ``--minutes 75
---resume``, and ``train grains --minutes 30``, one thread each on a shared 2-core
-machine (on a GPU, training runs there automatically).
+The committed weights came from ``train nuclei --minutes 40``, then ``--minutes 75
+--resume``, then ``--minutes 155 --resume`` stopped at 118 minutes (19199 steps; the
+weights are the best by validation F1, at step 14287), and ``train grains --minutes 30``,
+one thread each on a shared 2-core machine (on a GPU, training runs there automatically).
+The checkpoints to resume from are committed in ``checkpoints/``.
 
 The run checkpoints every minute to ``checkpoints/NAME.pt`` (and the best model so
 far to ``checkpoints/NAME_best.safetensors``); ``--resume`` continues from the

@@ -235,3 +235,21 @@ def test_nucleus_size_rescales_the_builtin_model():
 def test_nucleus_size_is_disabled_for_a_model_without_a_training_size(rf_model):
     at = nuclei_page(rf_model)
     assert at.radio(key="nuc_size_mode").disabled
+
+
+def test_threshold_slider_starts_at_the_models_value(rf_model):
+    from webui.models import builtin_available
+
+    at = nuclei_page(rf_model)
+    sliders = [s for s in at.slider if s.label == "Foreground threshold"]
+    assert sliders and sliders[0].value == 0.5  # the forest records none
+    if builtin_available("nuclei"):
+        from microseg.zoo import load_builtin
+
+        at.selectbox(key="nuc_model").set_value("Built-in nuclei model (U-Net)").run()
+        sliders = [s for s in at.slider if s.label == "Foreground threshold"]
+        assert sliders[0].value == load_builtin("nuclei").metadata["instances"]["threshold"]
+        sliders[0].set_value(0.6).run()
+        at.button(key="nuc_seg_frame").click().run()
+        assert not at.exception
+        assert at.session_state["nuclei_result"].settings["threshold"] == 0.6

@@ -47,6 +47,15 @@ def _is_deep(model_id: str) -> bool:
         return False
 
 
+def _recorded_threshold(model_id: str) -> float:
+    from microseg.thresholds import instance_settings
+
+    try:
+        return instance_settings(resolve_model(model_id).metadata)["threshold"]
+    except (MicrosegError, KeyError):
+        return 0.5
+
+
 def _trained_diameter(model_id: str) -> float | None:
     try:
         value = resolve_model(model_id).metadata.get("object_diameter_px")
@@ -133,6 +142,19 @@ def model_sidebar(image: MicroImage) -> dict[str, Any] | None:
         help="Seeded watershed between touching nuclei.",
     )
     deep = _is_deep(options[label])
+    recorded = _recorded_threshold(options[label])
+    threshold = st.slider(
+        "Foreground threshold",
+        min_value=0.05,
+        max_value=0.95,
+        value=recorded,
+        step=0.05,
+        key=f"nuc_threshold_{options[label]}",
+        help="Nucleus probability above which a pixel belongs to a nucleus. Higher: "
+        "smaller nuclei, touching ones separated more easily, fewer faint objects. "
+        f"This model's default is {recorded:g}"
+        + (" (chosen on its validation images)." if recorded != 0.5 else "."),
+    )
     trained_at = _trained_diameter(options[label])
     size_modes = ["Estimate from the image", "Use the image as it is", "Type it in"]
     size_mode = st.radio(
@@ -200,6 +222,7 @@ def model_sidebar(image: MicroImage) -> dict[str, Any] | None:
         "split_touching": bool(split),
         "augment": bool(augment) and deep,
         "object_diameter_px": diameter,
+        "threshold": float(threshold),
         "temporal": bool(temporal),
         "channel": channel,
         "z": z,

@@ -76,6 +76,7 @@ def _pipeline(settings: dict[str, Any]):  # noqa: ANN202
         split_touching=settings["split_touching"],
         augment=bool(settings.get("augment", False)),
         object_diameter_px=settings.get("object_diameter_px"),
+        threshold=settings.get("threshold"),
     )
     return seg, FrameMeasurer(settings["pixel_size_um"])
 
@@ -87,6 +88,7 @@ def _result_settings(settings: dict[str, Any]) -> dict[str, Any]:
     out["temporal_consistency"] = bool(settings.get("temporal", True))
     out["test_time_augmentation"] = bool(settings.get("augment", False))
     out["object_diameter_px"] = settings.get("object_diameter_px")
+    out["threshold"] = settings.get("threshold")
     out["model_kind"] = model.metadata.get("kind")
     out["model_sha256"] = model.metadata.get("file_sha256")
     return out
