@@ -376,9 +376,9 @@ def main(argv: list[str] | None = None) -> int:
         f"{model.metadata.get('instances', {}).get('threshold', 0.5)} threshold, "
         f"{model.metadata.get('instances', {}).get('h_fraction', 0.15)} h fraction "
         f"(chosen on: {model.metadata.get('instances', {}).get('chosen_on', 'defaults')})",
-        "scale: 'as is' = no rescaling (what FrameSegmenter and 'microseg nuclei' run); "
-        "'auto diameter' = predict_proba(object_diameter_px='auto'), the one documented global "
-        "rescaling choice; 'augmented' = test-time augmentation (mean over the 8 flips and "
+        "scale: 'as is' = no rescaling ('microseg nuclei --diameter none'); 'auto diameter' = "
+        "predict_proba(object_diameter_px='auto'), the one documented global rescaling choice "
+        "and the default of FrameSegmenter, 'microseg nuclei' and the Nuclei page; 'augmented' = test-time augmentation (mean over the 8 flips and "
         "quarter turns, 'microseg nuclei --augment'); no constant was tuned on these images",
         "",
     ]
