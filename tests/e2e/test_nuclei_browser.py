@@ -61,7 +61,7 @@ def test_segment_series_select_and_track(page, tmp_path):
     expect(page.get_by_text(re.compile(r"^Frame 0: \d+ nuclei")).first).to_be_visible()
 
     # move the frame slider one step to the right
-    page.get_by_test_id("stSlider").first.get_by_role("slider").focus()
+    page.get_by_test_id("stMain").get_by_test_id("stSlider").first.get_by_role("slider").focus()
     page.keyboard.press("ArrowRight")
     expect(page.get_by_text(re.compile(r"^Frame 1: \d+ nuclei")).first).to_be_visible(
         timeout=30_000
@@ -105,7 +105,7 @@ def test_segment_series_select_and_track(page, tmp_path):
     expect(page.get_by_text(re.compile(r"^\d+ tracks, \d+ division"))).to_be_visible()
     assert page.locator(".js-plotly-plot").first.locator("path.js-line").count() >= 1
     # later frames: tracks drawn as lines behind the nuclei
-    page.get_by_test_id("stSlider").first.get_by_role("slider").focus()
+    page.get_by_test_id("stMain").get_by_test_id("stSlider").first.get_by_role("slider").focus()
     for _ in range(3):
         page.keyboard.press("ArrowRight")
     expect(page.get_by_text(re.compile(r"^Frame 4: \d+ nuclei")).first).to_be_visible(
