@@ -426,6 +426,16 @@ def _row(name: str, model: str, r: dict[str, float], gt: dict[str, float], unit:
     )
 
 
+def finish_report(out: list[str], t_start: float, path: Path | None) -> None:
+    """Add the total run time, print the report and write it to ``path``."""
+    out.append(f"total run time {time.perf_counter() - t_start:.0f} s")
+    text = "\n".join(out)
+    print(text)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text + "\n", encoding="utf-8")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark and print (and optionally write) the figures."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -618,12 +628,7 @@ def main(argv: list[str] | None = None) -> int:
         out.append(
             f"(from-scratch curves of {len(scratch_cached)} tiles reused from the cache {a.cache})"
         )
-    out.append(f"total run time {time.perf_counter() - t_start:.0f} s")
-    text = "\n".join(out)
-    print(text)
-    if a.out is not None:
-        a.out.parent.mkdir(parents=True, exist_ok=True)
-        a.out.write_text(text + "\n", encoding="utf-8")
+    finish_report(out, t_start, a.out)
     return 0
 
 

@@ -359,12 +359,7 @@ def main(argv: list[str] | None = None) -> int:
             f"(model outputs of {n_cached} of {len(info)} images reused from {a.cache}, "
             "written by the same code with the same settings)"
         )
-    out.append(f"total run time {time.perf_counter() - t0:.0f} s")
-    text = "\n".join(out)
-    print(text)
-    if a.out is not None:
-        a.out.parent.mkdir(parents=True, exist_ok=True)
-        a.out.write_text(text + "\n", encoding="utf-8")
+    acc.finish_report(out, t0, a.out)
     return 0
 
 

@@ -338,6 +338,16 @@ def bench_sim(model, data: Path, n_frames: int, seg_step: int, crop: int) -> lis
     return lines
 
 
+def finish_report(lines: list[str], t_start: float, out: Path | None) -> None:
+    """Print the total run time and machine line; write all ``lines`` to ``out``."""
+    tail = f"total {time.perf_counter() - t_start:.0f} s; {machine_line()}"
+    print(tail)
+    lines.append(tail)
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
 # ------------------------------------------------------------------ main
 def main(argv: list[str] | None = None) -> int:
     """Run the selected sections; print (and optionally write) the tables."""
@@ -398,12 +408,7 @@ def main(argv: list[str] | None = None) -> int:
         part.append("")
         print("\n".join(part), flush=True)
         lines += part
-    tail = f"total {time.perf_counter() - t_all:.0f} s; {machine_line()}"
-    print(tail)
-    lines.append(tail)
-    if a.out:
-        a.out.parent.mkdir(parents=True, exist_ok=True)
-        a.out.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    finish_report(lines, t_all, a.out)
     return 0
 
 

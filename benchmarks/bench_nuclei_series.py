@@ -712,12 +712,7 @@ def main(argv: list[str] | None = None) -> int:
         part += [f"({s}: {time.perf_counter() - t0:.0f} s)", ""]
         print("\n".join(part), flush=True)
         lines += part
-    tail = f"total {time.perf_counter() - t_all:.0f} s; {acc.machine_line()}"
-    print(tail)
-    lines.append(tail)
-    if a.out:
-        a.out.parent.mkdir(parents=True, exist_ok=True)
-        a.out.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    acc.finish_report(lines, t_all, a.out)
     return 0
 
 

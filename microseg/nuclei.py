@@ -110,7 +110,11 @@ class FrameSegmenter:
         self.object_diameter_px = object_diameter_px
         if threshold is not None and not 0.0 < float(threshold) < 1.0:
             raise InputError("The foreground threshold must lie between 0 and 1.")
-        self.threshold = None if threshold is None else float(threshold)
+        from microseg.thresholds import instance_settings
+
+        self.instance_params = instance_settings(model.metadata)
+        if threshold is not None:
+            self.instance_params["threshold"] = float(threshold)
 
     def model_input(self, frame: np.ndarray) -> np.ndarray:
         """The part of ``frame`` the model sees (one channel or all)."""
@@ -137,7 +141,7 @@ class FrameSegmenter:
         """Instance labels from class probabilities."""
         from microseg.instances import nuclei_instances
 
-        chosen = self._instance_settings()
+        chosen = self.instance_params
         if self.split_touching:
             return nuclei_instances(
                 proba,
@@ -167,16 +171,8 @@ class FrameSegmenter:
             "test_time_augmentation": self.augment,
             "object_diameter_px": self.object_diameter_px,
             "model_object_diameter_px": self.model.metadata.get("object_diameter_px"),
-            "instance_settings": self._instance_settings(),
+            "instance_settings": dict(self.instance_params),
         }
-
-    def _instance_settings(self) -> dict[str, float]:
-        from microseg.thresholds import instance_settings
-
-        chosen = instance_settings(self.model.metadata)
-        if self.threshold is not None:
-            chosen["threshold"] = self.threshold
-        return chosen
 
 
 class FrameMeasurer:

@@ -40,28 +40,21 @@ def resolve_model(model_id: str):  # noqa: ANN201 - a Segmenter
     return get_model(model_id)
 
 
-def _is_deep(model_id: str) -> bool:
-    try:
-        return resolve_model(model_id).metadata.get("kind") == "unet"
-    except (MicrosegError, KeyError):
-        return False
-
-
-def _recorded_threshold(model_id: str) -> float:
+def _model_facts(model_id: str) -> tuple[bool, float, float | None]:
+    """Whether the model is a U-Net, its recorded foreground threshold, and the nucleus
+    diameter it was trained at (defaults when it cannot be loaded)."""
     from microseg.thresholds import instance_settings
 
     try:
-        return instance_settings(resolve_model(model_id).metadata)["threshold"]
+        meta = resolve_model(model_id).metadata
     except (MicrosegError, KeyError):
-        return 0.5
-
-
-def _trained_diameter(model_id: str) -> float | None:
-    try:
-        value = resolve_model(model_id).metadata.get("object_diameter_px")
-    except (MicrosegError, KeyError):
-        return None
-    return float(value) if value else None
+        return False, 0.5, None
+    diameter = meta.get("object_diameter_px")
+    return (
+        meta.get("kind") == "unet",
+        instance_settings(meta)["threshold"],
+        float(diameter) if diameter else None,
+    )
 
 
 def load_model_upload(name: str, data: bytes) -> str | None:
@@ -141,8 +134,7 @@ def model_sidebar(image: MicroImage) -> dict[str, Any] | None:
         key="nuc_split",
         help="Seeded watershed between touching nuclei.",
     )
-    deep = _is_deep(options[label])
-    recorded = _recorded_threshold(options[label])
+    deep, recorded, trained_at = _model_facts(options[label])
     threshold = st.slider(
         "Foreground threshold",
         min_value=0.05,
@@ -155,7 +147,6 @@ def model_sidebar(image: MicroImage) -> dict[str, Any] | None:
         f"This model's default is {recorded:g}"
         + (" (chosen on its validation images)." if recorded != 0.5 else "."),
     )
-    trained_at = _trained_diameter(options[label])
     size_modes = ["Estimate from the image", "Use the image as it is", "Type it in"]
     size_mode = st.radio(
         "Nucleus size",
