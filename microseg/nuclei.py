@@ -73,6 +73,11 @@ class FrameSegmenter:
         Foreground probability threshold of the instances; ``None``: the one the
         model records (chosen on validation images, see :mod:`microseg.thresholds`),
         else 0.5.
+    h_fraction : float or None
+        Split depth: touching nuclei are cut at a neck only where the neck is
+        narrower than both sides by this fraction of the typical nucleus radius
+        (higher: fewer splits); ``None``: the one the model records, else
+        :data:`~microseg.instances.H_FRACTION`.
     """
 
     def __init__(
@@ -84,6 +89,7 @@ class FrameSegmenter:
         augment: bool = False,
         object_diameter_px: float | str | None = "auto",
         threshold: float | None = None,
+        h_fraction: float | None = None,
     ) -> None:
         if augment and model.metadata.get("kind") != "unet":
             raise InputError("Test-time augmentation needs a deep-learning (U-Net) model.")
@@ -115,6 +121,12 @@ class FrameSegmenter:
         self.instance_params = instance_settings(model.metadata)
         if threshold is not None:
             self.instance_params["threshold"] = float(threshold)
+        if h_fraction is not None:
+            if not 0.0 < float(h_fraction) <= 1.0:
+                raise InputError(
+                    "The split depth must lie between 0 and 1 (a fraction of the radius)."
+                )
+            self.instance_params["h_fraction"] = float(h_fraction)
 
     def model_input(self, frame: np.ndarray) -> np.ndarray:
         """The part of ``frame`` the model sees (one channel or all)."""

@@ -261,6 +261,23 @@ def test_independent_frames_option(work):
     assert side["parameters"]["temporal_consistency"] is False
 
 
+def test_split_depth_option(work, capsys):
+    out = work["dir"] / "out_depth"
+    rc = main(
+        ["nuclei", "--model", str(work["model"]), "--out", str(out), "--split-depth", "0.4"]
+        + [str(work["image"])]
+    )
+    assert rc == 0
+    side = json.loads((out / "series_objects.json").read_text())
+    assert side["parameters"]["instance_settings"]["h_fraction"] == 0.4
+    rc = main(
+        ["nuclei", "--model", str(work["model"]), "--out", str(out), "--split-depth", "2"]
+        + [str(work["image"])]
+    )
+    assert rc == 2
+    assert "split depth must lie between 0 and 1" in capsys.readouterr().err
+
+
 def test_augment_needs_a_deep_model(work, capsys):
     out = work["dir"] / "out_augment"
     rc = main(

@@ -255,3 +255,25 @@ def test_threshold_defaults_to_the_models_and_can_be_overridden(work):
     for bad in (0.0, 1.0, 1.5):
         with pytest.raises(InputError, match="between 0 and 1"):
             FrameSegmenter(work["model"], threshold=bad)
+
+
+def test_split_depth_decides_whether_a_shallow_neck_is_cut(work):
+    # one nucleus-shaped blob: two lobes of radius 12 joined by a neck 4 px narrower
+    y, x = np.mgrid[:60, :90]
+    blob = (
+        (np.hypot(y - 30, x - 30) <= 12)
+        | (np.hypot(y - 30, x - 58) <= 12)
+        | ((np.abs(y - 30) <= 8) & (x > 30) & (x < 58))
+    )
+    k = len(work["model"].classes)
+    proba = np.zeros((k, *blob.shape), np.float32)
+    proba[1] = blob
+    proba[0] = ~blob
+    deep = FrameSegmenter(work["model"], h_fraction=0.05)
+    shallow = FrameSegmenter(work["model"], h_fraction=0.5)
+    assert deep.settings()["instance_settings"]["h_fraction"] == 0.05
+    assert deep.instances(proba).max() == 2  # the neck is cut
+    assert shallow.instances(proba).max() == 1  # one nucleus
+    for bad in (0.0, -0.1, 1.5):
+        with pytest.raises(InputError, match="split depth must lie between 0 and 1"):
+            FrameSegmenter(work["model"], h_fraction=bad)

@@ -118,6 +118,7 @@ def process_file(
     augment: bool = False,
     object_diameter_px: float | str | None = "auto",
     threshold: float | None = None,
+    h_fraction: float | None = None,
 ) -> dict[str, Any]:
     """Run ``microseg nuclei`` on one input file; returns a summary of what was written."""
     from microseg.commands.predict import model_provenance, read_input
@@ -139,6 +140,7 @@ def process_file(
         augment=augment,
         object_diameter_px=object_diameter_px,
         threshold=threshold,
+        h_fraction=h_fraction,
     )
     measurer = FrameMeasurer(ps)
     report(
@@ -228,6 +230,7 @@ def cmd_nuclei(args: argparse.Namespace, progress: Callable[[str], None]) -> dic
             augment=bool(getattr(args, "augment", False)),
             object_diameter_px=_diameter_arg(getattr(args, "diameter", None)),
             threshold=getattr(args, "threshold", None),
+            h_fraction=getattr(args, "split_depth", None),
         )
         for path in images
     ]

@@ -253,3 +253,15 @@ def test_threshold_slider_starts_at_the_models_value(rf_model):
         at.button(key="nuc_seg_frame").click().run()
         assert not at.exception
         assert at.session_state["nuclei_result"].settings["threshold"] == 0.6
+
+
+def test_split_depth_slider_reaches_the_segmenter(rf_model):
+    at = nuclei_page(rf_model)
+    depth = [s for s in at.slider if s.label == "Split depth"]
+    assert depth and depth[0].value == 0.15  # the default; the forest records none
+    depth[0].set_value(0.4).run()
+    at.button(key="nuc_seg_frame").click().run()
+    assert not at.exception
+    assert at.session_state["nuclei_result"].settings["split_depth"] == 0.4
+    at.toggle(key="nuc_split").set_value(False).run()
+    assert [s for s in at.slider if s.label == "Split depth"][0].disabled

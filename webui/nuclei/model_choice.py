@@ -40,19 +40,20 @@ def resolve_model(model_id: str):  # noqa: ANN201 - a Segmenter
     return get_model(model_id)
 
 
-def _model_facts(model_id: str) -> tuple[bool, float, float | None]:
-    """Whether the model is a U-Net, its recorded foreground threshold, and the nucleus
-    diameter it was trained at (defaults when it cannot be loaded)."""
+def _model_facts(model_id: str) -> tuple[bool, dict[str, float], float | None]:
+    """Whether the model is a U-Net, its recorded instance settings (foreground
+    threshold and split depth), and the nucleus diameter it was trained at (defaults
+    when it cannot be loaded)."""
     from microseg.thresholds import instance_settings
 
     try:
         meta = resolve_model(model_id).metadata
     except (MicrosegError, KeyError):
-        return False, 0.5, None
+        meta = {}
     diameter = meta.get("object_diameter_px")
     return (
         meta.get("kind") == "unet",
-        instance_settings(meta)["threshold"],
+        instance_settings(meta),
         float(diameter) if diameter else None,
     )
 
@@ -134,7 +135,8 @@ def model_sidebar(image: MicroImage) -> dict[str, Any] | None:
         key="nuc_split",
         help="Seeded watershed between touching nuclei.",
     )
-    deep, recorded, trained_at = _model_facts(options[label])
+    deep, recorded_settings, trained_at = _model_facts(options[label])
+    recorded = recorded_settings["threshold"]
     threshold = st.slider(
         "Foreground threshold",
         min_value=0.05,
@@ -146,6 +148,20 @@ def model_sidebar(image: MicroImage) -> dict[str, Any] | None:
         "smaller nuclei, touching ones separated more easily, fewer faint objects. "
         f"This model's default is {recorded:g}"
         + (" (chosen on its validation images)." if recorded != 0.5 else "."),
+    )
+    depth_default = recorded_settings["h_fraction"]
+    h_fraction = st.slider(
+        "Split depth",
+        min_value=0.05,
+        max_value=0.6,
+        value=min(0.6, max(0.05, round(depth_default, 2))),
+        step=0.05,
+        key=f"nuc_split_depth_{options[label]}",
+        disabled=not split,
+        help="Touching nuclei are cut at a neck only where the neck is narrower than both "
+        "sides by this fraction of a nucleus' radius. Raise it when single nuclei come out "
+        "in pieces; lower it when touching nuclei stay joined. "
+        f"This model's default is {depth_default:g}.",
     )
     size_modes = ["Estimate from the image", "Use the image as it is", "Type it in"]
     size_mode = st.radio(
@@ -214,6 +230,7 @@ def model_sidebar(image: MicroImage) -> dict[str, Any] | None:
         "augment": bool(augment) and deep,
         "object_diameter_px": diameter,
         "threshold": float(threshold),
+        "h_fraction": float(h_fraction),
         "temporal": bool(temporal),
         "channel": channel,
         "z": z,

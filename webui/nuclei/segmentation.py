@@ -77,6 +77,7 @@ def _pipeline(settings: dict[str, Any]):  # noqa: ANN202
         augment=bool(settings.get("augment", False)),
         object_diameter_px=settings.get("object_diameter_px"),
         threshold=settings.get("threshold"),
+        h_fraction=settings.get("h_fraction"),
     )
     return seg, FrameMeasurer(settings["pixel_size_um"])
 
@@ -89,6 +90,7 @@ def _result_settings(settings: dict[str, Any]) -> dict[str, Any]:
     out["test_time_augmentation"] = bool(settings.get("augment", False))
     out["object_diameter_px"] = settings.get("object_diameter_px")
     out["threshold"] = settings.get("threshold")
+    out["split_depth"] = settings.get("h_fraction")
     out["model_kind"] = model.metadata.get("kind")
     out["model_sha256"] = model.metadata.get("file_sha256")
     return out
