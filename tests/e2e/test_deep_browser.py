@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 import pytest
 from playwright.sync_api import expect
 
@@ -17,7 +18,14 @@ def _progress_text(page) -> str:
     return page.get_by_text(re.compile(r"^Training the U-Net: step")).first.inner_text()
 
 
-def test_train_stop_continue_unet_and_inspect(page):
+def _saved_unets(workspace_dir) -> list:
+    from microseg.store import Workspace
+
+    ws = Workspace.open(workspace_dir)
+    return [m for rec in ws.images() for m in ws.models(rec.id) if m.kind == "unet"]
+
+
+def test_train_stop_continue_unet_and_inspect(page, server_workspace):
     paint_nuclei_strokes(page, open_annotate(page))
 
     page.get_by_test_id("stButtonGroup").get_by_text("Deep learning", exact=True).click()
@@ -36,6 +44,9 @@ def test_train_stop_continue_unet_and_inspect(page):
     expect(page.get_by_role("button", name="Continue training")).to_be_enabled(timeout=90_000)
     settle(page)
     no_traceback(page)
+    # the stopped network is kept in the workspace with the image it was trained on
+    (first_saved,) = _saved_unets(server_workspace)
+    assert first_saved.task == "nuclei" and first_saved.name.startswith("U-Net trained on")
 
     page.get_by_role("button", name="Continue training").click()
     expect(page.get_by_text(re.compile(r"^Training the U-Net: step"))).to_be_visible(timeout=60_000)
@@ -46,6 +57,14 @@ def test_train_stop_continue_unet_and_inspect(page):
     no_traceback(page)
     expect(page.get_by_text("Most probable class per pixel")).to_be_visible(timeout=60_000)
     page.screenshot(path=str(SHOTS / "deep_trained.png"), full_page=True)
+    # the continued network is kept beside the first, and loads
+    saved = [m for m in _saved_unets(server_workspace) if m.id != first_saved.id]
+    assert len(saved) == 1 and saved[0].sha256 != first_saved.sha256
+    from microseg.segmenter import load_segmenter
+
+    again = load_segmenter(saved[0].path)
+    assert "nucleus" in again.classes
+    assert again.predict_proba(np.zeros((32, 32), np.float32)).shape[0] == len(again.classes)
 
     expect(page.get_by_text("U-Net", exact=True)).to_be_visible()
     page.get_by_role("button", name=re.compile(r"^Segment all \d+ frames")).click()
