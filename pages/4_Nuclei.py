@@ -11,7 +11,7 @@ from webui.layout import page_setup, require_image
 
 page_setup("Nuclei")
 st.title("Nuclei")
-image = require_image()
+image = require_image("nuclei")
 image_id = state.get("image_id")
 
 with st.sidebar:

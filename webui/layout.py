@@ -24,11 +24,28 @@ def page_setup(title: str) -> None:
                 st.caption(f"{src.get('source', '')} — {src['citation']} ({src.get('licence')})")
 
 
-def require_image():
-    """Return the current image, or stop the page with a pointer to the home page."""
+def require_image(task: str | None = None):
+    """Return the current image, or stop the page with a pointer to the home page.
+
+    With ``task`` ("nuclei" or "grains"), the samples of that task can be opened
+    right here with one click.
+    """
     image = state.get("image")
     if image is None:
         st.info("Open a sample or upload an image on the home page first.")
+        if task is not None:
+            _sample_buttons(task)
         st.page_link("pages/0_Home.py", label="Go to the home page", icon=":material/home:")
         st.stop()
     return image
+
+
+def _sample_buttons(task: str) -> None:
+    from webui import loading
+
+    for sample in [s for s in loading.sample_catalogue() if s["task"] == task][:3]:
+        if st.button(f"Open the sample: {sample['title']}", key=f"quick_open_{sample['key']}"):
+            if loading.load_sample_into_state(sample["key"]):
+                st.rerun()
+    if state.get("load_error"):
+        st.error(state.get("load_error"))

@@ -221,3 +221,17 @@ def test_compare_page_trains_both_models_on_example_strokes():
     assert not at.exception and not at.error
     n = int(at.session_state["grain_result"]["labels"].max())
     assert n == int(res["labels"]["classical"].max())
+
+
+@pytest.mark.parametrize("page", [GRAINS, COMPARE])
+def test_without_an_image_the_grain_samples_open_from_the_page(page):
+    at = new_app()
+    at.switch_page(page).run()
+    assert any("Open a sample" in i.value for i in at.info)
+    labels = [b.label for b in at.button if b.key and b.key.startswith("quick_open_")]
+    assert "Open the sample: Synthetic polycrystal" in labels
+    assert not any("nuclei" in label.lower() for label in labels)
+    at.button(key="quick_open_synthetic-grains").click().run()
+    assert not at.exception
+    assert at.session_state["image_source"]["key"] == "synthetic-grains"
+    assert not any("Open a sample" in i.value for i in at.info)

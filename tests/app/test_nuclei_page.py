@@ -265,3 +265,13 @@ def test_split_depth_slider_reaches_the_segmenter(rf_model):
     assert at.session_state["nuclei_result"].settings["split_depth"] == 0.4
     at.toggle(key="nuc_split").set_value(False).run()
     assert [s for s in at.slider if s.label == "Split depth"][0].disabled
+
+
+def test_without_an_image_the_nuclei_samples_open_from_the_page():
+    at = new_app()
+    at.switch_page("pages/4_Nuclei.py").run()
+    assert any("Open a sample" in i.value for i in at.info)
+    at.button(key="quick_open_synthetic-nuclei-series").click().run()
+    assert not at.exception
+    assert at.session_state["image_source"]["key"] == "synthetic-nuclei-series"
+    assert at.selectbox(key="nuc_model").options  # the page is drawn for the series

@@ -224,7 +224,7 @@ def compare_page() -> None:
         + "). Compare their boundary maps, grain maps, size distributions and ASTM grain size "
         "numbers."
     )  # fmt: skip
-    image = require_image()
+    image = require_image("grains")
     with st.sidebar:
         t, z = frame_picker(image, "cmp")
     classes = _task_classes()

@@ -128,7 +128,7 @@ def grains_page() -> None:
 
     page_setup("Grains")
     st.title("Grains")
-    image = require_image()
+    image = require_image("grains")
     shape = image.shape_yx
     with st.sidebar:
         t, z = frame_picker(image, "grains")
