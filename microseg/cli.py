@@ -145,6 +145,27 @@ def _build_parser() -> argparse.ArgumentParser:
     gr.add_argument("--model", required=True, help="MODEL file or builtin:grains")
     gr.add_argument("--out", required=True, type=Path)
     gr.add_argument("--pixel-size", type=float, default=None, help="µm per pixel")
+    gr.add_argument(
+        "--threshold",
+        type=float,
+        default=0.5,
+        help="boundary probability above which a pixel is boundary evidence (default 0.5); "
+        "lower it when faint boundaries are missed and grains merge",
+    )
+    gr.add_argument(
+        "--min-grain-area",
+        type=int,
+        default=None,
+        metavar="PX",
+        help="grains smaller than this many pixels are merged into their neighbours "
+        "(default: 1 %% of the median grain area, at least 9 px)",
+    )
+    gr.add_argument(
+        "--augment",
+        action="store_true",
+        help="test-time augmentation for deep-learning models: average over the 8 flips "
+        "and quarter turns (8x slower)",
+    )
     gr.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
 
     b = sub.add_parser(

@@ -202,10 +202,13 @@ def grain_map(
 
 def _merge_small(lab: np.ndarray, min_area_px: int, max_rounds: int = 6) -> np.ndarray:
     """Merge each region under ``min_area_px`` (a full partition, no 0) into the
-    neighbour it shares the longest border with."""
+    neighbour it shares the longest border with. Areas are counted without the
+    pixels that :func:`_one_pixel_lines` turns into boundary, so the final grains
+    are at least that large."""
     for _ in range(max_rounds):
-        area = np.bincount(lab.ravel())
-        small = (area < min_area_px) & (area > 0)
+        n = int(lab.max()) + 1
+        area = np.bincount(lab[_one_pixel_lines(lab) > 0], minlength=n)
+        small = (area < min_area_px) & (np.bincount(lab.ravel(), minlength=n) > 0)
         small[0] = False
         if not small.any():
             break

@@ -173,3 +173,40 @@ def test_python_m_microseg_grains(sample, tmp_path):
     assert result["outputs"][0]["n_grains"] > 0
     for suffix in ("_grains.tif", "_grains.csv", "_summary.json"):
         assert (tmp_path / "o" / f"crop{suffix}").is_file()
+
+
+def test_threshold_and_min_grain_area_options(sample, grains_run, tmp_path):
+    d, model, _ = sample
+    out = tmp_path / "opts"
+    rc = main(["grains", "--model", str(model), "--out", str(out), "--pixel-size", "0.5",
+               "--threshold", "0.3", "--min-grain-area", "400", str(d / "image.tif")])  # fmt: skip
+    assert rc == 0
+    labels = tifffile.imread(out / "image_grains.tif")
+    areas = np.bincount(labels.ravel())[1:]
+    assert areas.min() >= 400  # no grain under the size given
+    default = tifffile.imread(grains_run / "image_grains.tif")
+    assert np.bincount(default.ravel())[1:].min() < 400  # (the default keeps smaller ones)
+    prov = json.loads((out / "image_summary.json").read_text())["provenance"]
+    assert prov["parameters"]["grain_map"] == {
+        "function": "microseg.grains.grain_map",
+        "threshold": 0.3,
+        "min_grain_area_px": 400,
+    }
+    assert prov["parameters"]["test_time_augmentation"] is False
+
+
+@pytest.mark.parametrize(
+    ("extra", "says"),
+    [
+        (["--threshold", "1.5"], "--threshold must lie between 0 and 1"),
+        (["--min-grain-area", "0"], "--min-grain-area must be a positive number of pixels"),
+        (["--augment"], "Test-time augmentation needs a deep-learning (U-Net) model."),
+    ],
+)
+def test_grain_option_errors(sample, tmp_path, capsys, extra, says):
+    d, model, _ = sample
+    rc = main(["grains", "--model", str(model), "--out", str(tmp_path / "bad"), *extra,
+               str(d / "image.tif")])  # fmt: skip
+    assert rc == 2
+    assert says in capsys.readouterr().err
+    assert not (tmp_path / "bad" / "image_grains.tif").exists()

@@ -145,15 +145,27 @@ def pooled_summary(summaries: list[dict], table: pd.DataFrame, pixel_size: float
     return out
 
 
+def grain_map_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The grain-map settings of ``--threshold`` and ``--min-grain-area`` (checked)."""
+    threshold = float(getattr(args, "threshold", 0.5))
+    if not 0.0 < threshold < 1.0:
+        raise InputError(f"--threshold must lie between 0 and 1, got {threshold:g}.")
+    min_area = getattr(args, "min_grain_area", None)
+    if min_area is not None and min_area < 1:
+        raise InputError(f"--min-grain-area must be a positive number of pixels, got {min_area}.")
+    return {"threshold": threshold, "min_grain_area_px": min_area}
+
+
 def measure_plane(
-    boundary: np.ndarray, pixel_size: float | None
+    boundary: np.ndarray, pixel_size: float | None, **grain_map_kw: Any
 ) -> tuple[np.ndarray, pd.DataFrame, dict]:
-    """Grain map, grain table and summary of one boundary-probability plane."""
+    """Grain map, grain table and summary of one boundary-probability plane
+    (``grain_map_kw`` go to :func:`microseg.grains.grain_map`)."""
     from microseg.astm import grain_summary
     from microseg.grains import grain_map
     from microseg.measure import grain_table
 
-    labels = grain_map(boundary)
+    labels = grain_map(boundary, **grain_map_kw)
     table = grain_table(labels, pixel_size_um=pixel_size)
     summary = grain_summary(labels, pixel_size_um=pixel_size)
     return labels, table, dict(summary)
@@ -170,8 +182,13 @@ def cmd_grains(args: argparse.Namespace, progress: Callable[[str], None]) -> dic
             raise InputError(f"Input image {p} does not exist.")
     if args.pixel_size is not None:
         _pixel_size(args.pixel_size, None)
+    options = grain_map_options(args)
+    augment = bool(getattr(args, "augment", False))
     model = load_model_arg(args.model, progress)
     bidx = boundary_class_index(model.classes)
+    if augment and model.metadata.get("kind") != "unet":
+        raise InputError("Test-time augmentation needs a deep-learning (U-Net) model.")
+    predict_kw = {"augment": True} if augment else {}
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     results: list[dict[str, Any]] = []
@@ -187,8 +204,8 @@ def cmd_grains(args: argparse.Namespace, progress: Callable[[str], None]) -> dic
         for t, z, frame in iter_planes(image):
             where = plane_label(image, t, z)
             progress(f"{path.name}: grains{' of ' + where if where else ''} ...")
-            proba = np.asarray(model.predict_proba(frame), np.float32)
-            labels, table, summary = measure_plane(proba[bidx], ps)
+            proba = np.asarray(model.predict_proba(frame, **predict_kw), np.float32)
+            labels, table, summary = measure_plane(proba[bidx], ps, **options)
             maps[t, z] = labels
             if stack:
                 table.insert(0, "slice", z)
@@ -203,7 +220,8 @@ def cmd_grains(args: argparse.Namespace, progress: Callable[[str], None]) -> dic
         prov = model_provenance(args.model, model, input=str(path), pixel_size_um=ps,
                                 pixel_size_source="--pixel-size" if args.pixel_size is not None
                                 else ("file" if ps else None),
-                                grain_map="microseg.grains.grain_map defaults")  # fmt: skip
+                                grain_map={"function": "microseg.grains.grain_map", **options},
+                                test_time_augmentation=augment)  # fmt: skip
         top = int(maps.max())
         dtype = np.uint16 if top <= np.iinfo(np.uint16).max else np.uint32
         squeeze = tuple(i for i, n in enumerate((nt, nz)) if n == 1)
