@@ -14,7 +14,11 @@ import torch.nn.functional as F
 
 @dataclass
 class AugmentConfig:
-    """Strength of each augmentation (probabilities and ranges)."""
+    """Strength of each augmentation (probabilities and ranges).
+
+    ``channel_jitter`` scales each colour channel by its own factor in
+    ``1 ± channel_jitter`` (a tint shift, for colour-etched micrographs); 0 = off.
+    """
 
     flips: bool = True
     scale: tuple[float, float] = (0.7, 1.4)
@@ -24,6 +28,7 @@ class AugmentConfig:
     blur_p: float = 0.25
     blur_sigma: tuple[float, float] = (0.5, 1.5)
     grey_p: float = 0.2
+    channel_jitter: float = 0.0
 
 
 def _gaussian_kernels(sigma: torch.Tensor, radius: int) -> torch.Tensor:
@@ -59,6 +64,8 @@ def augment_batch(
             ys.append(yi)
         x, y = torch.stack(xs), torch.stack(ys)
     x = x.clone()
+    if c > 1 and cfg.channel_jitter > 0:
+        x = x * (1 + (rnd(b, c) * 2 - 1) * cfg.channel_jitter).view(b, c, 1, 1)
     if c > 1 and cfg.grey_p > 0:
         grey = rnd(b) < cfg.grey_p
         if grey.any():

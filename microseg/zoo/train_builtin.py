@@ -185,10 +185,13 @@ def train(
     batch: int = 8,
     crop: int = 128,
     n_synth: int = 8,
+    base: int = 8,
+    channel_jitter: float = 0.0,
 ) -> Path:
     """Train (or resume training) built-in model ``name``; return the weights path."""
     import torch
 
+    from microseg.deep.augment import AugmentConfig
     from microseg.deep.train import TrainConfig, Trainer
 
     torch.set_num_threads(threads)
@@ -206,7 +209,8 @@ def train(
         seed=seed,
         lr=2e-3,
         zoom=d["zoom"],
-        arch=dict(ARCH),
+        arch={**ARCH, "base": base},
+        augment_config=AugmentConfig(channel_jitter=channel_jitter),
         eval_every=180.0,
         preview_every=1e9,
         warmup_steps=100,
@@ -327,6 +331,10 @@ def main(argv: list[str] | None = None) -> int:
     tp.add_argument("--batch", type=int, default=8)
     tp.add_argument("--crop", type=int, default=128)
     tp.add_argument("--synthetic", type=int, default=8, help="grains: synthetic images added")
+    tp.add_argument("--base", type=int, default=8, help="channels of the first U-Net level")
+    tp.add_argument(
+        "--channel-jitter", type=float, default=0.0, help="per-channel gain range (colour images)"
+    )
     cp = sub.add_parser(
         "calibrate", help="choose a nuclei model's instance settings on the validation split"
     )
@@ -352,6 +360,8 @@ def main(argv: list[str] | None = None) -> int:
         a.batch,
         a.crop,
         a.synthetic,
+        a.base,
+        a.channel_jitter,
     )
     if a.name == "nuclei":
         calibrate_nuclei(path, a.data)
