@@ -117,10 +117,17 @@ def test_grains_page_on_a_series_without_grain_model(monkeypatch):
     at.button(key="open_synthetic-nuclei-series").click().run()
     at.switch_page(GRAINS).run()
     assert not at.exception and not at.error
-    assert "no grain-boundary model" in at.info[0].value
+    infos = [i.value for i in at.info]
+    assert any("no grain-boundary model" in v for v in infos)
+    assert any("is a nuclei sample" in v for v in infos)  # the wrong kind of image is named
     at.switch_page(COMPARE).run()
     assert not at.exception and not at.error
     assert at.button(key="cmp_run").disabled
+    # ... and a grain sample opens from there
+    at.button(key="quick_open_synthetic-grains").click().run()
+    assert not at.exception
+    assert at.session_state["image_source"]["key"] == "synthetic-grains"
+    assert not any("is a nuclei sample" in i.value for i in at.info)
 
 
 def test_select_a_grain_by_id_shows_its_row():

@@ -275,3 +275,14 @@ def test_without_an_image_the_nuclei_samples_open_from_the_page():
     assert not at.exception
     assert at.session_state["image_source"]["key"] == "synthetic-nuclei-series"
     assert at.selectbox(key="nuc_model").options  # the page is drawn for the series
+
+
+def test_a_grain_sample_on_the_nuclei_page_is_pointed_out():
+    at = new_app()
+    at.button(key="open_synthetic-grains").click().run()
+    at.switch_page("pages/4_Nuclei.py").run()
+    assert not at.exception
+    assert any("is a grains sample" in i.value for i in at.info)
+    at.button(key="quick_open_synthetic-nuclei-series").click().run()
+    assert at.session_state["image_source"]["key"] == "synthetic-nuclei-series"
+    assert not any("is a grains sample" in i.value for i in at.info)
