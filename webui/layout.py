@@ -40,8 +40,7 @@ def require_image(task: str | None = None):
     other = _sample_task()
     if task is not None and other in ("nuclei", "grains") and other != task:
         st.info(
-            f"The open image is a {other} sample; the {task} measurements here mean little "
-            "on it."
+            f"The open image is a {other} sample; the {task} measurements here mean little on it."
         )
         with st.expander(f"Open a {task} sample instead"):
             _sample_buttons(task)
