@@ -10,7 +10,7 @@ import torch
 from skimage.draw import disk
 
 from microseg.deep import TrainConfig, TrainingJob, UNetSegmenter, targets_from_masks, train_unet
-from microseg.deep.losses import balanced_class_weights, masked_cross_entropy
+from microseg.deep.losses import balanced_class_weights, cl_dice_loss, masked_cross_entropy
 from microseg.deep.train import Trainer, macro_f1, split_strokes
 from microseg.errors import InputError
 
@@ -64,6 +64,55 @@ def test_masked_loss_ignores_unlabelled_pixels():
     # nothing labelled: zero loss, still differentiable
     empty = masked_cross_entropy(logits, torch.zeros_like(target), w)
     assert empty.detach().item() == 0.0 and empty.requires_grad
+
+
+def _line(width: int = 3) -> torch.Tensor:
+    t = torch.zeros(1, 40, 40)
+    t[0, :, 18 : 18 + width] = 1.0
+    return t
+
+
+def test_cl_dice_punishes_a_gap_more_than_the_same_pixels_off_a_side():
+    truth = _line()
+    assert cl_dice_loss(truth, truth).item() == pytest.approx(0.0, abs=1e-6)
+    gap = truth.clone()
+    gap[0, 15:25] = 0.0  # 30 pixels: the line is cut in two
+    side = truth.clone()
+    side[0, 5:35, 18] = 0.0  # 30 pixels off one side: still connected
+    assert cl_dice_loss(gap, truth).item() > 0.1
+    assert cl_dice_loss(side, truth).item() < 0.02
+    # an unsure prediction (0.5 everywhere on the line) costs too
+    assert cl_dice_loss(0.5 * truth, truth).item() > 0.2
+
+
+def test_cl_dice_ignores_pixels_without_truth_and_has_a_gradient():
+    truth = _line()
+    pred = truth.clone()
+    pred[0, 15:25] = 0.0
+    valid = torch.ones_like(truth)
+    valid[0, 10:30] = 0.0  # the gap lies where nothing is known
+    assert cl_dice_loss(pred, truth, valid).item() < cl_dice_loss(pred, truth).item()
+    p = torch.full_like(truth, 0.3, requires_grad=True)
+    (g,) = torch.autograd.grad(cl_dice_loss(p, truth), p)
+    assert float(g[0, :, 18:21].sum()) < 0  # raising the line's probability lowers the loss
+
+
+def test_topology_weight_adds_the_cl_dice_term_on_the_boundary_class():
+    img = np.zeros((64, 64), np.float32)
+    img[:, 30:33] = 1.0
+    img += np.random.default_rng(0).normal(0, 0.1, img.shape).astype(np.float32)
+    target = targets_from_masks((img > 0.5).astype(np.uint8), "grains")
+    logits = torch.randn(1, 2, 64, 64)
+    y = torch.from_numpy(target[None].astype(np.int64))
+    losses = {}
+    for w in (0.0, 1.0):
+        cfg = TrainConfig(max_steps=1, batch=2, crop=32, arch=SMALL, topology_weight=w)
+        tr = Trainer([img], [target], cfg, task="grains")
+        assert tr._thin_class() == 1  # "grain boundary"
+        losses[w] = tr._loss(logits, y).item()
+    prob = torch.softmax(logits, dim=1)[:, 1]
+    topo = cl_dice_loss(prob, y == 2, y > 0).item()
+    assert losses[1.0] == pytest.approx(losses[0.0] + topo, rel=1e-5)
 
 
 def test_balanced_weights_favour_rare_classes():

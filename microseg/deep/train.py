@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from scipy import ndimage as ndi
 
 from microseg.deep.augment import AugmentConfig, augment_batch
-from microseg.deep.losses import balanced_class_weights, masked_cross_entropy
+from microseg.deep.losses import balanced_class_weights, cl_dice_loss, masked_cross_entropy
 from microseg.deep.segmenter import UNetSegmenter
 from microseg.deep.unet import UNet, UNetConfig, resolve_device
 from microseg.errors import InputError
@@ -71,6 +71,10 @@ class TrainConfig:
     class_weights : str or list of float
         ``"balanced"`` (inverse square-root frequency), ``"model"`` (the weights the
         initial model was trained with, else balanced), ``"none"`` or explicit weights.
+    topology_weight : float
+        Weight of a clDice loss (:func:`~microseg.deep.losses.cl_dice_loss`) on the thin
+        class (a class named "... boundary" or "border") beside the cross-entropy: it
+        rewards boundaries that stay connected; 0 = off.
     val_strokes : float
         Share of stroke components held out to score the model (sparse strokes).
     eval_every : float or None
@@ -106,6 +110,7 @@ class TrainConfig:
     distill_confidence: float = 0.8
     anchor_confidence: float = 0.0
     class_weights: str | list[float] = "balanced"
+    topology_weight: float = 0.0
     val_strokes: float = 0.2
     eval_every: float | None = None
     preview_every: float = 3.0
@@ -442,14 +447,28 @@ class Trainer:
             y[keep] = cls[keep] + k
             self.data.y[i] = y
 
+    def _thin_class(self) -> int | None:
+        """Index of the thin class (boundary or border) the topology loss is on."""
+        for i, name in enumerate(self.classes):
+            if name.lower().endswith("boundary") or name.lower() == "border":
+                return i
+        return None
+
     def _loss(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         k = len(self.classes)
         if self.distill <= 0:
-            return masked_cross_entropy(logits, y, self.weight_t)
-        own = torch.where(y <= k, y, torch.zeros_like(y))
-        pseudo = torch.where(y > k, y - k, torch.zeros_like(y))
-        loss = masked_cross_entropy(logits, own, self.weight_t)
-        return loss + self.distill * masked_cross_entropy(logits, pseudo, self.weight_t)
+            own, loss = y, masked_cross_entropy(logits, y, self.weight_t)
+        else:
+            own = torch.where(y <= k, y, torch.zeros_like(y))
+            pseudo = torch.where(y > k, y - k, torch.zeros_like(y))
+            loss = masked_cross_entropy(logits, own, self.weight_t)
+            loss = loss + self.distill * masked_cross_entropy(logits, pseudo, self.weight_t)
+        thin = self._thin_class()
+        if self.config.topology_weight > 0 and thin is not None:
+            prob = torch.softmax(logits, dim=1)[:, thin]
+            topo = cl_dice_loss(prob, own == thin + 1, own > 0)
+            loss = loss + self.config.topology_weight * topo
+        return loss
 
     def _set_train_mode(self) -> None:
         self.net.train()

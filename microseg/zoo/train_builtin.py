@@ -187,6 +187,7 @@ def train(
     n_synth: int = 8,
     base: int = 8,
     channel_jitter: float = 0.0,
+    topology_weight: float = 0.0,
 ) -> Path:
     """Train (or resume training) built-in model ``name``; return the weights path."""
     import torch
@@ -211,6 +212,7 @@ def train(
         zoom=d["zoom"],
         arch={**ARCH, "base": base},
         augment_config=AugmentConfig(channel_jitter=channel_jitter),
+        topology_weight=topology_weight,
         eval_every=180.0,
         preview_every=1e9,
         warmup_steps=100,
@@ -335,6 +337,7 @@ def main(argv: list[str] | None = None) -> int:
     tp.add_argument(
         "--channel-jitter", type=float, default=0.0, help="per-channel gain range (colour images)"
     )
+    tp.add_argument("--topology", type=float, default=0.0, help="weight of the clDice loss")
     cp = sub.add_parser(
         "calibrate", help="choose a nuclei model's instance settings on the validation split"
     )
@@ -362,6 +365,7 @@ def main(argv: list[str] | None = None) -> int:
         a.synthetic,
         a.base,
         a.channel_jitter,
+        a.topology,
     )
     if a.name == "nuclei":
         calibrate_nuclei(path, a.data)
