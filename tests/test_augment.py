@@ -62,3 +62,20 @@ def test_same_generator_seed_gives_the_same_batch():
     a = augment_batch(x, y, AugmentConfig(), torch.Generator().manual_seed(5))
     b = augment_batch(x, y, AugmentConfig(), torch.Generator().manual_seed(5))
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+
+
+def test_texture_is_a_smooth_multiplicative_field_inside_objects():
+    x = torch.zeros(8, 1, 64, 64)
+    x[:, :, 16:48, 16:48] = 0.5  # a flat object on a dark background
+    y = torch.ones(8, 64, 64, dtype=torch.long)
+    cfg = AugmentConfig(flips=False, **OFF, texture=0.6, texture_p=1.0, texture_sigma=(3.0, 3.0))
+    xa, ya = augment_batch(x, y, cfg, torch.Generator().manual_seed(6))
+    assert torch.equal(ya, y)
+    assert torch.equal(xa[:, :, :16], x[:, :, :16])  # the background stays dark
+    inside = xa[:, 0, 16:48, 16:48] / 0.5
+    assert float(inside.std()) > 0.1  # uneven staining
+    assert float(inside.min()) > 0  # a gain, never a sign change
+    # smooth: neighbouring gains agree far better than gains 20 px apart
+    near = (inside[:, :, 1:] - inside[:, :, :-1]).abs().mean()
+    far = (inside[:, :, 20:] - inside[:, :, :-20]).abs().mean()
+    assert float(near) < 0.5 * float(far)
