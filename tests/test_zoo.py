@@ -88,10 +88,10 @@ def test_training_script_checkpoints_and_resumes(shared_data, tmp_path):
     import torch
 
     from microseg.deep import UNetSegmenter
-    from microseg.zoo.train_builtin import train
+    from microseg.zoo.train_builtin import Recipe, train
 
     kw = {"data": shared_data, "threads": 1, "checkpoints": tmp_path / "ck", "out": tmp_path / "w"}
-    kw.update(batch=2, crop=64, n_synth=0)
+    kw.update(recipe=Recipe(batch=2, crop=64, n_synth=0))
     path = train("grains", 0.03, False, **kw)
     first = torch.load(tmp_path / "ck" / "grains.pt", weights_only=True)["step"]
     train("grains", 0.06, True, **kw)
@@ -101,6 +101,21 @@ def test_training_script_checkpoints_and_resumes(shared_data, tmp_path):
     meta = model.metadata
     assert meta["name"] == "builtin:grains" and "18-20" in meta["held_out"]
     assert meta["training"]["steps"] == second and meta["split"]["test"] == 10
+
+
+def test_training_script_fine_tunes_from_given_weights(shared_data, tmp_path):
+    from microseg.deep import UNetSegmenter
+    from microseg.zoo.train_builtin import Recipe, train
+
+    recipe = Recipe(batch=2, crop=64, n_synth=0, texture=0.5, init=zoo.builtin_path("grains"))
+    path = train("grains", 0.03, False, shared_data, 1, tmp_path / "ck", tmp_path / "w", recipe)
+    meta = UNetSegmenter.load(path).metadata
+    assert meta["init"] == "builtin:grains" and meta["training"]["finetuned"]
+    assert meta["training"]["lr"] == 5e-4  # the fine-tuning default of the recipe
+    assert meta["recipe"]["texture"] == 0.5 and meta["recipe"]["init"].endswith(
+        "grains.safetensors"
+    )
+    assert meta["training"]["config"]["augment_config"]["texture"] == 0.5
 
 
 def test_calibrate_stores_instance_settings_chosen_on_validation_images(shared_data, tmp_path):

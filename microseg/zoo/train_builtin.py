@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -173,6 +174,30 @@ def build(name: str, data: Path, n_synth: int = 8) -> dict[str, Any]:
     raise SystemExit(f"Unknown built-in model '{name}'; choose one of {', '.join(BUILTINS)}.")
 
 
+@dataclass
+class Recipe:
+    """How a built-in model is trained (the command-line options of ``train``).
+
+    ``init``: start from these weights instead of a new network (fine-tuning: the
+    starting model is a candidate, BatchNorm statistics keep learning, no
+    distillation, the starting model's class weights); ``lr`` defaults to 2e-3 for a
+    new network and 5e-4 from ``init``. ``texture``, ``channel_jitter``: see
+    :class:`~microseg.deep.augment.AugmentConfig`; ``topology_weight``: see
+    :class:`~microseg.deep.train.TrainConfig`.
+    """
+
+    seed: int = 0
+    batch: int = 8
+    crop: int = 128
+    n_synth: int = 8
+    base: int = 8
+    channel_jitter: float = 0.0
+    texture: float = 0.0
+    topology_weight: float = 0.0
+    lr: float | None = None
+    init: Path | None = None
+
+
 def train(
     name: str,
     minutes: float,
@@ -181,48 +206,50 @@ def train(
     threads: int,
     checkpoints: Path,
     out: Path,
-    seed: int = 0,
-    batch: int = 8,
-    crop: int = 128,
-    n_synth: int = 8,
-    base: int = 8,
-    channel_jitter: float = 0.0,
-    topology_weight: float = 0.0,
+    recipe: Recipe | None = None,
 ) -> Path:
     """Train (or resume training) built-in model ``name``; return the weights path."""
     import torch
 
+    from microseg.deep import UNetSegmenter
     from microseg.deep.augment import AugmentConfig
     from microseg.deep.train import TrainConfig, Trainer
 
+    r = recipe or Recipe()
     torch.set_num_threads(threads)
     t_load = time.perf_counter()
-    d = build(name, data, n_synth)
+    d = build(name, data, r.n_synth)
     print(
         f"[{name}] loaded {len(d['images'])} training images in "
         f"{time.perf_counter() - t_load:.0f} s; split {d['split']}",
         file=sys.stderr,
     )
+    init = UNetSegmenter.load(r.init) if r.init is not None else None
+    tuning = {}
+    if init is not None:
+        tuning = {"freeze_norm": False, "distill": 0.0, "class_weights": "model"}
     cfg = TrainConfig(
         seconds=minutes * 60,
-        batch=batch,
-        crop=crop,
-        seed=seed,
-        lr=2e-3,
+        batch=r.batch,
+        crop=r.crop,
+        seed=r.seed,
+        lr=r.lr if r.lr is not None else (5e-4 if init is not None else 2e-3),
         zoom=d["zoom"],
-        arch={**ARCH, "base": base},
-        augment_config=AugmentConfig(channel_jitter=channel_jitter),
-        topology_weight=topology_weight,
-        eval_every=180.0,
+        arch={**ARCH, "base": r.base},
+        augment_config=AugmentConfig(channel_jitter=r.channel_jitter, texture=r.texture),
+        topology_weight=r.topology_weight,
+        eval_every=150.0 if init is not None else 180.0,
         preview_every=1e9,
-        warmup_steps=100,
+        warmup_steps=50 if init is not None else 100,
         num_threads=threads,
+        **tuning,
     )
     task = BUILTINS[name]["task"]
     trainer = Trainer(
         d["images"],
         d["targets"],
         cfg,
+        init=init,
         task=task,
         classes=list(d["classes"]),
         val_images=d["val_images"],
@@ -250,6 +277,7 @@ def train(
             "pixel_size_um": info["pixel_size_um"],
             "object_diameter_px": d["object_diameter_px"] or info["object_diameter_px"],
             "training_script": "python -m microseg.zoo train " + name,
+            "recipe": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(r).items()},
         }
 
     trainer.base_meta.update(metadata())
@@ -338,6 +366,9 @@ def main(argv: list[str] | None = None) -> int:
         "--channel-jitter", type=float, default=0.0, help="per-channel gain range (colour images)"
     )
     tp.add_argument("--topology", type=float, default=0.0, help="weight of the clDice loss")
+    tp.add_argument("--texture", type=float, default=0.0, help="uneven-staining augmentation")
+    tp.add_argument("--lr", type=float, default=None, help="peak learning rate")
+    tp.add_argument("--init", type=Path, default=None, help="start from these weights")
     cp = sub.add_parser(
         "calibrate", help="choose a nuclei model's instance settings on the validation split"
     )
@@ -351,22 +382,19 @@ def main(argv: list[str] | None = None) -> int:
     if a.cmd == "calibrate":
         calibrate_nuclei(a.weights, a.data)
         return 0
-    path = train(
-        a.name,
-        a.minutes,
-        a.resume,
-        a.data,
-        a.threads,
-        a.checkpoints,
-        a.out,
-        a.seed,
-        a.batch,
-        a.crop,
-        a.synthetic,
-        a.base,
-        a.channel_jitter,
-        a.topology,
+    recipe = Recipe(
+        seed=a.seed,
+        batch=a.batch,
+        crop=a.crop,
+        n_synth=a.synthetic,
+        base=a.base,
+        channel_jitter=a.channel_jitter,
+        texture=a.texture,
+        topology_weight=a.topology,
+        lr=a.lr,
+        init=a.init,
     )
+    path = train(a.name, a.minutes, a.resume, a.data, a.threads, a.checkpoints, a.out, recipe)
     if a.name == "nuclei":
         calibrate_nuclei(path, a.data)
     return 0
