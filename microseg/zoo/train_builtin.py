@@ -4,6 +4,7 @@ Usage::
 
     python -m microseg.zoo train nuclei --minutes 40 [--resume] [--data DIR] [--threads 1]
     python -m microseg.zoo train grains --minutes 30 [--resume]
+    python -m microseg.zoo train nuclei --init WEIGHTS --texture 0.6 --minutes 40
 
 nuclei: Data Science Bowl 2018 stage-1 training images (``nuclei/dsb2018_train``),
 grey, with instance labels converted to background / nucleus / border. Images are
@@ -16,9 +17,12 @@ micrographs 10, 13 and 16 selects the best model and is not trained on; plus 8
 
 The committed weights came from ``train nuclei --minutes 40``, then ``--minutes 75
 --resume``, then ``--minutes 155 --resume`` stopped at 118 minutes (19199 steps; the
-weights are the best by validation F1, at step 14287), and ``train grains --minutes 30``,
-one thread each on a shared 2-core machine (on a GPU, training runs there automatically).
-The checkpoints to resume from are committed in ``checkpoints/``.
+best by validation F1, at step 14287; the checkpoints to resume from are committed in
+``checkpoints/``), then ``train nuclei --init microseg/zoo/weights/nuclei.safetensors
+--texture 0.6 --seed 2 --threads 2 --minutes 40`` (15347 steps of fine-tuning with uneven
+staining added to the crops, so that textured chromatin is not read as a border between
+two nuclei; best by validation F1 at the last step); and ``train grains --minutes 30``,
+one thread (on a GPU, training runs there automatically).
 
 The run checkpoints every minute to ``checkpoints/NAME.pt`` (and the best model so
 far to ``checkpoints/NAME_best.safetensors``); ``--resume`` continues from the
