@@ -37,7 +37,8 @@ def require_image(task: str | None = None):
             _sample_buttons(task)
         st.page_link("pages/0_Home.py", label="Go to the home page", icon=":material/home:")
         st.stop()
-    other = _sample_task()
+    source = state.get("image_source") or {}
+    other = source.get("task") if source.get("kind") == "sample" else None
     if task is not None and other in ("nuclei", "grains") and other != task:
         st.info(
             f"The open image is a {other} sample; the {task} measurements here mean little on it."
@@ -45,17 +46,6 @@ def require_image(task: str | None = None):
         with st.expander(f"Open a {task} sample instead"):
             _sample_buttons(task)
     return image
-
-
-def _sample_task() -> str | None:
-    """Task of the open image when it is a gallery sample, else None."""
-    from webui import loading
-
-    source = state.get("image_source") or {}
-    if source.get("kind") != "sample":
-        return None
-    tasks = {s["key"]: s["task"] for s in loading.sample_catalogue()}
-    return tasks.get(source.get("key"))
 
 
 def _sample_buttons(task: str) -> None:

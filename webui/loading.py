@@ -47,6 +47,7 @@ def load_sample_into_state(key: str) -> bool:
         {
             "kind": "sample",
             "key": key,
+            "task": sample.task,
             "name": sample.title,
             "source": sample.source,
             "licence": sample.licence,

@@ -19,7 +19,7 @@ from microseg.tasks import task_spec
 DEFAULTS: dict[str, Any] = {
     "image": None,  # MicroImage being worked on
     "image_id": None,  # changes whenever a new image is loaded
-    "image_source": None,  # dict: kind ("sample"|"upload"), name, citation, licence
+    "image_source": None,  # dict: kind ("sample"|"upload"), name, citation, licence; samples: key, task
     "ground_truth": {},  # name -> ndarray (from samples with ground truth)
     "pixel_size_override": None,  # µm per pixel typed in by the user
     "task": "nuclei",
