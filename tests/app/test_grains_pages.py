@@ -186,6 +186,30 @@ def test_corrections_update_grains_and_g():
     assert len(at.error) == 1 and at.error[0].value.endswith(".")
 
 
+def test_corrections_on_a_model_grain_map_survive_reruns():
+    at = new_app()
+    at.button(key="open_synthetic-grains").click().run()
+    at.switch_page(GRAINS).run()
+    assert not at.exception and not at.error
+    if at.selectbox(key="grains_model").value != "Built-in grains model (U-Net)":
+        pytest.skip("the built-in grains model is not installed")
+    version = at.session_state["grains_ui"]["version"]
+    at.run()  # a rerun without any change keeps the same grain map
+    assert at.session_state["grains_ui"]["version"] == version
+    labels = at.session_state["grain_result"]["labels"]
+    n0 = int(labels.max())
+    a, b = _neighbours(labels)
+    at.number_input(key="grains_rm_a").set_value(a)
+    at.number_input(key="grains_rm_b").set_value(b)
+    at.button(key="grains_rm_ids").click().run()
+    at.run()
+    at.run()
+    assert not at.exception and not at.error
+    assert not at.info or all("discarded" not in i.value for i in at.info)
+    assert len(at.session_state["grains_ui"]["edits"]) == 1
+    assert int(at.session_state["grain_result"]["labels"].max()) == n0 - 1
+
+
 def test_pixel_size_from_scale_bar_changes_units():
     at = _grain_app()
     at.number_input(key="grains_bar_px").set_value(100.0)

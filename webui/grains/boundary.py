@@ -85,7 +85,15 @@ def boundary_probability(model_id: str, image: MicroImage, t: int, z: int) -> np
         with st.spinner("Predicting grain boundaries ..."):
             proba = np.asarray(model.predict_proba(image.frame(t, z)), np.float32)
         preds[pkey] = proba
-    return proba[idx]
+    # the same array object while the prediction is unchanged: the grain map (and the
+    # user's corrections on it) are keyed by it
+    views = ui().setdefault("boundary_views", {})
+    held = views.get(pkey)
+    if held is None or held[0] is not proba or held[1] != idx:
+        views.clear()
+        held = (proba, idx, proba[idx])
+        views[pkey] = held
+    return held[2]
 
 
 def class_fractions(model_id: str, image: MicroImage, t: int, z: int) -> pd.DataFrame | None:
