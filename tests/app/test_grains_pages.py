@@ -186,6 +186,79 @@ def test_corrections_update_grains_and_g():
     assert len(at.error) == 1 and at.error[0].value.endswith(".")
 
 
+def _paint(at, mode: str, points_yx: list[tuple[int, int]]) -> None:
+    """Inject a stroke on the grain-map painting canvas (image pixels -> display pixels)."""
+    from webui.annotate import display_geometry
+    from webui.grains.corrections import PAINT_COLOURS, PAINT_WIDTH
+
+    g = at.session_state["grains_ui"]
+    h, w = at.session_state["grain_result"]["labels"].shape
+    width, _, scale = display_geometry((h, w))
+    key = (f"grains_paint_{at.session_state['image_id']}_{g.get('version')}_"
+           f"{g.get('paint_gen', 0)}_{mode}_0_{h}_0_{w}")  # fmt: skip
+    pts = [((x + 0.5) * scale, (y + 0.5) * scale) for y, x in points_yx]
+    cmds = [["M", *pts[0]]] + [["L", *p] for p in pts[1:]]
+    obj = {"type": "path", "stroke": PAINT_COLOURS[mode], "strokeWidth": PAINT_WIDTH[mode],
+           "path": cmds, "fill": None}  # fmt: skip
+    at.session_state[key] = {"drawing": {"raw": {"objects": [obj]}, "data": None},
+                             "backgroundFit": None}  # fmt: skip
+    at.run()
+
+
+def test_painting_on_the_map_splits_and_merges_grains():
+    at = _grain_app()
+    if at.segmented_control(key="grains_paint_mode").value != "add":
+        at.segmented_control(key="grains_paint_mode").set_value("add").run()
+    labels = at.session_state["grain_result"]["labels"]
+    n0 = int(labels.max())
+    table = at.session_state["grain_result"]["table"]
+    big = table.loc[table["area_px"].idxmax()]
+    ys, xs = np.nonzero(labels == int(big["label"]))
+    y = int(round(big["y"]))
+    row = xs[ys == y]
+    # a horizontal stroke across the largest grain, ending one pixel inside it on both sides
+    _paint(at, "add", [(y, int(row.min()) + 1), (y, int(row.max()) - 1)])
+    assert not at.exception and not at.error, at.error
+    new = at.session_state["grain_result"]["labels"]
+    assert int(new.max()) == n0 + 1
+    assert _metric(at, "Grains") == str(n0 + 1)
+    assert at.session_state["grains_ui"]["edits"][-1]["kind"] == "paint_add"
+    # erase: a stroke over a boundary between two grains merges them
+    a, b = _neighbours(new)
+    cy, cx = (
+        np.argwhere(
+            (new == 0)
+            & ndi.binary_dilation(new == a, np.ones((3, 3), bool))
+            & ndi.binary_dilation(new == b, np.ones((3, 3), bool))
+        )
+        .mean(axis=0)
+        .round()
+        .astype(int)
+    )
+    at.segmented_control(key="grains_paint_mode").set_value("remove").run()
+    _paint(at, "remove", [(cy, cx - 1), (cy, cx + 1)])
+    assert not at.exception and not at.error, at.error
+    assert int(at.session_state["grain_result"]["labels"].max()) == n0
+    assert [e["kind"] for e in at.session_state["grains_ui"]["edits"]] == [
+        "paint_add",
+        "paint_remove",
+    ]
+    assert any("erased under a painted stroke" in c.value for c in at.caption)
+    # undo brings the split grain back
+    at.button(key="grains_undo").click().run()
+    assert int(at.session_state["grain_result"]["labels"].max()) == n0 + 1
+    # a stroke inside one grain cuts nothing: one sentence, the map unchanged
+    lab = at.session_state["grain_result"]["labels"]
+    table = at.session_state["grain_result"]["table"]
+    big = table.loc[table["area_px"].idxmax()]
+    yy, xx = int(round(big["y"])), int(round(big["x"]))
+    at.segmented_control(key="grains_paint_mode").set_value("add").run()
+    _paint(at, "add", [(yy, xx), (yy, xx + 1)])
+    assert not at.exception
+    assert len(at.error) == 1 and at.error[0].value.endswith(".")
+    assert np.array_equal(at.session_state["grain_result"]["labels"], lab)
+
+
 def test_corrections_on_a_model_grain_map_survive_reruns():
     at = new_app()
     at.button(key="open_synthetic-grains").click().run()

@@ -9,7 +9,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from tests.e2e.browser import no_traceback, settle
+from tests.e2e.browser import no_traceback, settle, stroke
 from tests.e2e.conftest import SHOTS
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
@@ -128,4 +128,61 @@ def test_compare_models_and_linked_histogram(page):
     settle(page, 120_000)
     no_traceback(page)
     expect(page.get_by_test_id("stDataFrame").first).to_be_visible()  # the grain's row
+    assert not page.errors
+
+
+def _grain_count(page) -> int:
+    metric = page.get_by_test_id("stMetric").filter(has_text=re.compile(r"^Grains"))
+    return int(metric.first.get_by_test_id("stMetricValue").inner_text().strip())
+
+
+def test_paint_and_erase_boundaries_on_the_grain_map(page):
+    page.goto(page.base_url, wait_until="domcontentloaded")
+    expect(page.get_by_role("heading", name="microseg", exact=True)).to_be_visible(timeout=60_000)
+    settle(page)
+    page.locator(".st-key-open_synthetic-grains button").click()
+    expect(page.get_by_text(re.compile(r"^Opened sample:"))).to_be_visible(timeout=60_000)
+    settle(page)
+    _nav(page, "Grains")
+    expect(page.get_by_role("heading", name="Grains", exact=True)).to_be_visible(timeout=60_000)
+    page.locator(".st-key-grains_map .js-plotly-plot image").wait_for(
+        state="attached", timeout=120_000
+    )
+    settle(page, 120_000)
+    no_traceback(page)
+    n0 = _grain_count(page)
+    page.get_by_text("Correct the grain map").click()
+    canvas = page.locator("canvas.upper-canvas").first
+    canvas.wait_for(timeout=60_000)
+    canvas.scroll_into_view_if_needed()
+    box = canvas.bounding_box()
+    w, h = box["width"], box["height"]
+
+    # paint: a line across the whole map cuts every grain it crosses in two
+    stroke(page, canvas, [(4, h * 0.5), (w - 4, h * 0.5)])
+    expect(page.get_by_text(re.compile(r"^boundary painted \("))).to_be_visible(timeout=60_000)
+    settle(page, 120_000)
+    no_traceback(page)
+    n1 = _grain_count(page)
+    assert n1 > n0 + 2
+    page.locator(".st-key-grains_paint_mode").scroll_into_view_if_needed()
+    page.screenshot(path=str(SHOTS / "grains_paint.png"), full_page=False)
+
+    # undo, then erase: a stroke down the map merges the grains on both sides of each
+    # boundary it crosses
+    page.get_by_role("button", name="Undo correction").click()
+    expect(page.get_by_text(re.compile(r"^boundary painted \("))).to_have_count(0, timeout=60_000)
+    settle(page, 120_000)
+    assert _grain_count(page) == n0
+    page.locator(".st-key-grains_paint_mode").get_by_text("Erase a false boundary").click()
+    settle(page, 120_000)
+    canvas = page.locator("canvas.upper-canvas").first
+    canvas.scroll_into_view_if_needed()
+    stroke(page, canvas, [(w * 0.5, 4), (w * 0.5, h - 4)])
+    expect(page.get_by_text(re.compile(r"^boundary erased under a painted stroke"))).to_be_visible(
+        timeout=60_000
+    )
+    settle(page, 120_000)
+    no_traceback(page)
+    assert _grain_count(page) < n0 - 2
     assert not page.errors

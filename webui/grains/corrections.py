@@ -1,14 +1,20 @@
-"""Corrections of a grain map: add a boundary along a line, remove one between two grains
-or at a point, undo, discard."""
+"""Corrections of a grain map: paint a missing boundary or erase a false one on the map,
+add one along a line, remove one between two grains or at a point, undo, discard."""
 
 from __future__ import annotations
 
 import numpy as np
 import streamlit as st
+from PIL import Image
 
 from microseg.errors import InputError
 from webui.grains.selection import selected_ids
 from webui.grains.shared import one_sentence, ui
+
+PAINT_MODES = {"add": "Paint a missing boundary", "remove": "Erase a false boundary"}
+PAINT_COLOURS = {"add": "#ff2d2d", "remove": "#00e5ff"}
+#: brush width in display pixels: a thin line to add, a wide stroke to erase
+PAINT_WIDTH = {"add": 3, "remove": 12}
 
 
 def _line_mask(shape: tuple[int, int], p0: tuple[float, float], p1: tuple[float, float],
@@ -70,6 +76,22 @@ def apply_edit(labels: np.ndarray, op: dict) -> np.ndarray:
                 "The line does not cut a grain in two; draw it from one boundary to another."
             )
         return out
+    if op["kind"] in ("paint_add", "paint_remove"):
+        mask = np.asarray(op["mask"], bool)
+        if mask.shape != shape or not mask.any():
+            raise InputError("Nothing was painted on the grain map.")
+        if op["kind"] == "paint_remove":
+            return grains.edit_remove_boundary(labels, mask)
+        out = grains.edit_add_boundary(labels, mask)
+        if int(out.max()) <= int(labels.max()):  # a stroke that stops just short of a boundary
+            from scipy import ndimage as ndi
+
+            out = grains.edit_add_boundary(labels, ndi.binary_dilation(mask, iterations=2))
+        if int(out.max()) <= int(labels.max()):
+            raise InputError(
+                "The painted line does not cut a grain in two; paint from one boundary to another."
+            )
+        return out
     if op["kind"] == "remove_ids":
         return grains.edit_remove_boundary(labels, shared_boundary(labels, op["a"], op["b"]))
     if op["kind"] == "remove_at":
@@ -89,16 +111,98 @@ def describe_edit(op: dict) -> str:
         return f"boundary added from ({op['x0']}, {op['y0']}) to ({op['x1']}, {op['y1']})"
     if op["kind"] == "remove_ids":
         return f"boundary between grains {op['a']} and {op['b']} removed"
+    if op["kind"] == "paint_add":
+        return f"boundary painted ({op['n_px']} px stroke)"
+    if op["kind"] == "paint_remove":
+        return f"boundary erased under a painted stroke ({op['n_px']} px)"
     return f"boundary at ({op['x']}, {op['y']}) removed"
 
 
-def corrections_panel(labels: np.ndarray, ps: float | None) -> None:
-    """The "Correct the grain map" expander: add and remove boundaries, undo, discard."""
+def paint_background(base: np.ndarray, labels: np.ndarray, region: tuple[int, int, int, int],
+                     size: tuple[int, int]) -> np.ndarray:  # fmt: skip
+    """The painting canvas's background: the image region with the grain boundaries in
+    yellow, scaled to ``size`` (width, height); lines stay visible when it is shrunk."""
+    from PIL import Image
+    from scipy import ndimage as ndi
+
+    y0, y1, x0, x1 = region
+    rgb = base[y0:y1, x0:x1].copy()
+    lines = labels[y0:y1, x0:x1] == 0
+    shrink = (x1 - x0) / max(size[0], 1)
+    if shrink > 1.2:  # a one-pixel line would vanish when shrunk
+        lines = ndi.binary_dilation(lines, iterations=int(np.ceil(shrink / 2)))
+    rgb[lines] = (255, 220, 0)
+    return np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.NEAREST))
+
+
+def painted_mask(objects: list[dict], mode: str, region: tuple[int, int, int, int],
+                 image_shape: tuple[int, int], display_size: tuple[int, int]) -> np.ndarray:  # fmt: skip
+    """Image pixels under the canvas strokes of ``mode``'s colour (full-image mask)."""
+    from microseg.strokes import strokes_from_paths
+
+    y0, y1, x0, x1 = region
+    scale = (display_size[1] / (y1 - y0), display_size[0] / (x1 - x0))
+    drawn = strokes_from_paths(objects, [PAINT_COLOURS[mode]],
+                               display_shape=(display_size[1], display_size[0]),
+                               out_shape=image_shape, offset=(y0, x0), scale=scale)  # fmt: skip
+    return drawn == 1
+
+
+def _paint_tool(labels: np.ndarray, base: np.ndarray) -> dict | None:
+    """Paint on the grain map; returns the correction for a new stroke, else None."""
+    from streamlit_drawable_canvas import st_canvas
+
+    from webui import state
+    from webui.annotate import display_geometry
+    from webui.widgets import zoom_controls
+
+    g = ui()
+    mode = st.segmented_control("Paint on the map", list(PAINT_MODES), format_func=PAINT_MODES.get,
+                                default="add", key="grains_paint_mode") or "add"  # fmt: skip
+    region = zoom_controls(labels.shape, key="grains_paint_zoom")
+    y0, y1, x0, x1 = region
+    width, height, _ = display_geometry((y1 - y0, x1 - x0))
+    # a fresh canvas after every change of the map (edit, undo, discard, failed stroke)
+    key = (f"grains_paint_{state.get('image_id')}_{g.get('version')}_{g.get('paint_gen', 0)}_"
+           f"{mode}_{'_'.join(map(str, region))}")  # fmt: skip
+    st.write("")  # room for the canvas's toolbar, which floats above its top edge
+    result = st_canvas(
+        fill_color="rgba(0,0,0,0)",
+        stroke_width=PAINT_WIDTH[mode],
+        stroke_color=PAINT_COLOURS[mode],
+        background_image=Image.fromarray(paint_background(base, labels, region, (width, height))),
+        update_streamlit=True,
+        width=width,
+        height=height,
+        drawing_mode="freedraw",
+        key=key,
+    )
+    st.caption("Yellow: the grain boundaries. " + (
+        "Paint a line across a grain, from one boundary to another, to split it."
+        if mode == "add" else
+        "Paint over a boundary to merge the grains on both sides of it."))  # fmt: skip
+    objects = (result.json_data or {}).get("objects", []) if result is not None else []
+    seen = g.setdefault("paint_seen", {})
+    if len(objects) <= seen.get(key, 0):
+        return None
+    seen.clear()
+    seen[key] = len(objects)
+    mask = painted_mask(objects[-1:], mode, region, labels.shape, (width, height))
+    return {"kind": f"paint_{mode}", "mask": mask, "n_px": int(mask.sum())}
+
+
+def corrections_panel(labels: np.ndarray, ps: float | None, base: np.ndarray) -> None:
+    """The "Correct the grain map" expander: paint or erase boundaries on the map, add and
+    remove them by coordinates or grain ids, undo, discard."""
     g = ui()
     h, w = labels.shape
-    with st.expander("Correct the grain map", expanded=bool(g.get("edits"))):
-        st.caption("Add a missing boundary along a line (from boundary to boundary), or remove "
-                   "a false one between two grains or at a point. Grains, table and G update.")  # fmt: skip
+    # open while corrections exist or after any (also after undoing the last one)
+    with st.expander("Correct the grain map", expanded=bool(g.get("edits") or g.get("paint_gen"))):
+        st.caption("Paint a missing boundary or erase a false one on the map; grains, table "
+                   "and G update. Undo takes back the last correction.")  # fmt: skip
+        painted = _paint_tool(labels, base)
+        st.caption("Or by coordinates: add a boundary along a line (from boundary to "
+                   "boundary), or remove one between two grains or at a point.")  # fmt: skip
         c = st.columns(5)
         x0 = c[0].number_input("x₁", 0, w - 1, 0, key="grains_add_x0")
         y0 = c[1].number_input("y₁", 0, h - 1, 0, key="grains_add_y0")
@@ -124,7 +228,7 @@ def corrections_panel(labels: np.ndarray, ps: float | None) -> None:
         undo = c[0].button("Undo correction", key="grains_undo", disabled=not g.get("history"))
         reset = c[1].button("Discard all corrections", key="grains_reset",
                             disabled=not g.get("edits"))  # fmt: skip
-        op = None
+        op = painted
         if add:
             op = {"kind": "add", "x0": int(x0), "y0": int(y0), "x1": int(x1), "y1": int(y1)}
         elif rm_ids:
@@ -138,7 +242,10 @@ def corrections_panel(labels: np.ndarray, ps: float | None) -> None:
                 new = apply_edit(g["labels"], op)
             except Exception as exc:  # noqa: BLE001
                 st.error(one_sentence(exc, "The correction"))
+                if op is painted:
+                    g["paint_gen"] = g.get("paint_gen", 0) + 1
             else:
+                g["paint_gen"] = g.get("paint_gen", 0) + 1
                 g["history"].append(g["labels"])
                 del g["history"][:-10]
                 g["labels"] = new
@@ -146,11 +253,13 @@ def corrections_panel(labels: np.ndarray, ps: float | None) -> None:
                 g["selected"] = []
                 st.rerun()
         if undo and g.get("history"):
+            g["paint_gen"] = g.get("paint_gen", 0) + 1
             g["labels"] = g["history"].pop()
             if g.get("edits"):
                 g["edits"].pop()
             st.rerun()
         if reset:
+            g["paint_gen"] = g.get("paint_gen", 0) + 1
             g["labels"] = g["base_labels"]
             g["edits"], g["history"] = [], []
             st.rerun()

@@ -259,5 +259,5 @@ def _grains_body(image, t, z, result, boundary, model_id) -> None:  # noqa: ANN0
             + "yellow: selected grains. Click a grain's marker, or box-select, to pick grains."
         )
     selection_panel(table)
-    corrections_panel(labels, ps)
+    corrections_panel(labels, ps, base)
     exports_panel(result, base, image)
