@@ -283,25 +283,6 @@ def test_corrections_on_a_model_grain_map_survive_reruns():
     assert int(at.session_state["grain_result"]["labels"].max()) == n0 - 1
 
 
-def test_painted_mask_maps_a_zoomed_canvas_back_to_image_pixels():
-    from webui.grains.corrections import PAINT_COLOURS, painted_mask
-
-    # a 1000 x 1200 image, the canvas shows rows 200-712 and columns 300-812 at 460 px
-    region, shape, size = (200, 712, 300, 812), (1000, 1200), (460, 460)
-    scale = 460 / 512
-    # a horizontal stroke at image row 456 from column 400 to column 700
-    pts = [((x - 300 + 0.5) * scale, (456 - 200 + 0.5) * scale) for x in (400, 700)]
-    obj = {"type": "path", "stroke": PAINT_COLOURS["add"], "strokeWidth": 3,
-           "path": [["M", *pts[0]], ["L", *pts[1]]], "fill": None}  # fmt: skip
-    mask = painted_mask([obj], "add", region, shape, size)
-    assert mask.shape == shape
-    ys, xs = np.nonzero(mask)
-    assert abs(np.median(ys) - 456) <= 1
-    assert abs(xs.min() - 400) <= 2 and abs(xs.max() - 700) <= 2
-    # a stroke in the other mode's colour paints nothing in this mode
-    assert not painted_mask([obj], "remove", region, shape, size).any()
-
-
 def test_pixel_size_from_scale_bar_changes_units():
     at = _grain_app()
     at.number_input(key="grains_bar_px").set_value(100.0)

@@ -286,3 +286,65 @@ def test_a_grain_sample_on_the_nuclei_page_is_pointed_out():
     at.button(key="quick_open_synthetic-nuclei-series").click().run()
     assert at.session_state["image_source"]["key"] == "synthetic-nuclei-series"
     assert not any("is a grains sample" in i.value for i in at.info)
+
+
+def _draw(at, mode: str, points_yx: list[tuple[float, float]]) -> None:
+    """Inject a stroke on the corrections canvas (image pixels -> display pixels)."""
+    from webui.annotate import display_geometry
+    from webui.nuclei.corrections import DRAW_COLOUR, DRAW_WIDTH
+
+    h, w = at.session_state["nuclei_result"].labels[0].shape
+    _, _, scale = display_geometry((h, w))
+    gen = at.session_state["nuclei_ui"].get("draw_gen", 0)
+    key = f"nuc_draw_{at.session_state['image_id']}_0_{gen}_{mode}_0_{h}_0_{w}"
+    pts = [((x + 0.5) * scale, (y + 0.5) * scale) for y, x in points_yx]
+    cmds = [["M", *pts[0]]] + [["L", *p] for p in pts[1:]]
+    obj = {"type": "path", "stroke": DRAW_COLOUR, "strokeWidth": DRAW_WIDTH, "path": cmds,
+           "fill": None}  # fmt: skip
+    at.session_state[key] = {"drawing": {"raw": {"objects": [obj]}, "data": None},
+                             "backgroundFit": None}  # fmt: skip
+    at.run()
+
+
+def test_draw_on_the_frame_to_merge_split_and_delete(rf_model):
+    at = nuclei_page(rf_model)
+    at.button(key="nuc_seg_frame").click().run()
+    res = at.session_state["nuclei_result"]
+    n = len(res.frame_rows(0))
+    rows = res.frame_rows(0).set_index("label")
+    a, b = _touching_pair(res.labels[0], rows.index.to_numpy())
+    if at.segmented_control(key="nuc_draw_mode").value != "merge":
+        at.segmented_control(key="nuc_draw_mode").set_value("merge").run()
+    # merge: a stroke from the centre of one nucleus to the centre of its neighbour
+    _draw(at, "merge", [(rows.loc[a, "y"], rows.loc[a, "x"]), (rows.loc[b, "y"], rows.loc[b, "x"])])
+    assert not at.exception and not at.error, at.error[0].value if at.error else ""
+    res = at.session_state["nuclei_result"]
+    assert len(res.frame_rows(0)) == n - 1
+    assert res.edits[-1].endswith("(drawn)") and "merged" in res.edits[-1]
+    # split the merged nucleus again across its middle
+    keep = min(a, b)
+    ys, xs = np.nonzero(res.labels[0] == keep)
+    y_mid = float(np.median(ys))
+    row = xs[ys == round(y_mid)]
+    at.segmented_control(key="nuc_draw_mode").set_value("split").run()
+    _draw(at, "split", [(y_mid, row.min() - 1), (y_mid, row.max() + 1)])
+    assert not at.exception and not at.error, at.error[0].value if at.error else ""
+    assert len(at.session_state["nuclei_result"].frame_rows(0)) == n
+    # delete: a stroke over one nucleus
+    res = at.session_state["nuclei_result"]
+    victim = int(res.frame_rows(0)["label"].iloc[-1])
+    vy, vx = np.argwhere(res.labels[0] == victim).mean(axis=0)
+    at.segmented_control(key="nuc_draw_mode").set_value("delete").run()
+    _draw(at, "delete", [(vy, vx - 1), (vy, vx + 1)])
+    res = at.session_state["nuclei_result"]
+    assert victim not in set(res.frame_rows(0)["label"]) and len(res.frame_rows(0)) == n - 1
+    # a stroke on the background is one sentence and changes nothing
+    from scipy import ndimage as ndi
+
+    far = np.unravel_index(
+        np.argmax(ndi.distance_transform_edt(res.labels[0] == 0)), res.labels[0].shape
+    )
+    _draw(at, "delete", [(far[0], far[1]), (far[0], far[1] + 0.5)])
+    assert not at.exception
+    assert len(at.error) == 1 and "does not touch a nucleus" in at.error[0].value
+    assert len(at.session_state["nuclei_result"].frame_rows(0)) == n - 1

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 import streamlit as st
-from PIL import Image
 
 from microseg.errors import InputError
 from webui.grains.selection import selected_ids
@@ -135,59 +134,30 @@ def paint_background(base: np.ndarray, labels: np.ndarray, region: tuple[int, in
     return np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.NEAREST))
 
 
-def painted_mask(objects: list[dict], mode: str, region: tuple[int, int, int, int],
-                 image_shape: tuple[int, int], display_size: tuple[int, int]) -> np.ndarray:  # fmt: skip
-    """Image pixels under the canvas strokes of ``mode``'s colour (full-image mask)."""
-    from microseg.strokes import strokes_from_paths
-
-    y0, y1, x0, x1 = region
-    scale = (display_size[1] / (y1 - y0), display_size[0] / (x1 - x0))
-    drawn = strokes_from_paths(objects, [PAINT_COLOURS[mode]],
-                               display_shape=(display_size[1], display_size[0]),
-                               out_shape=image_shape, offset=(y0, x0), scale=scale)  # fmt: skip
-    return drawn == 1
-
-
 def _paint_tool(labels: np.ndarray, base: np.ndarray) -> dict | None:
     """Paint on the grain map; returns the correction for a new stroke, else None."""
-    from streamlit_drawable_canvas import st_canvas
-
     from webui import state
-    from webui.annotate import display_geometry
-    from webui.widgets import zoom_controls
+    from webui.stroke_canvas import stroke_canvas
 
     g = ui()
     mode = st.segmented_control("Paint on the map", list(PAINT_MODES), format_func=PAINT_MODES.get,
                                 default="add", key="grains_paint_mode") or "add"  # fmt: skip
-    region = zoom_controls(labels.shape, key="grains_paint_zoom")
-    y0, y1, x0, x1 = region
-    width, height, _ = display_geometry((y1 - y0, x1 - x0))
     # a fresh canvas after every change of the map (edit, undo, discard, failed stroke)
-    key = (f"grains_paint_{state.get('image_id')}_{g.get('version')}_{g.get('paint_gen', 0)}_"
-           f"{mode}_{'_'.join(map(str, region))}")  # fmt: skip
-    st.write("")  # room for the canvas's toolbar, which floats above its top edge
-    result = st_canvas(
-        fill_color="rgba(0,0,0,0)",
-        stroke_width=PAINT_WIDTH[mode],
-        stroke_color=PAINT_COLOURS[mode],
-        background_image=Image.fromarray(paint_background(base, labels, region, (width, height))),
-        update_streamlit=True,
-        width=width,
-        height=height,
-        drawing_mode="freedraw",
-        key=key,
+    generation = f"{state.get('image_id')}_{g.get('version')}_{g.get('paint_gen', 0)}_{mode}"
+    mask = stroke_canvas(
+        labels.shape,
+        lambda region, size: paint_background(base, labels, region, size),
+        "grains_paint",
+        generation,
+        PAINT_COLOURS[mode],
+        PAINT_WIDTH[mode],
     )
     st.caption("Yellow: the grain boundaries. " + (
         "Paint a line across a grain, from one boundary to another, to split it."
         if mode == "add" else
         "Paint over a boundary to merge the grains on both sides of it."))  # fmt: skip
-    objects = (result.json_data or {}).get("objects", []) if result is not None else []
-    seen = g.setdefault("paint_seen", {})
-    if len(objects) <= seen.get(key, 0):
+    if mask is None:
         return None
-    seen.clear()
-    seen[key] = len(objects)
-    mask = painted_mask(objects[-1:], mode, region, labels.shape, (width, height))
     return {"kind": f"paint_{mode}", "mask": mask, "n_px": int(mask.sum())}
 
 

@@ -1,5 +1,5 @@
-"""Corrections of the nuclei of a frame: delete, merge, split along a line, undo; the
-frame is measured again after each."""
+"""Corrections of the nuclei of a frame: draw on the frame to split, merge or delete
+nuclei, or give ids and points; undo. The frame is measured again after each."""
 
 from __future__ import annotations
 
@@ -11,6 +11,22 @@ import streamlit as st
 from microseg.errors import InputError
 from microseg.image import MicroImage
 from webui.nuclei.session import NucleiResult, run_safely, say, ui
+
+DRAW_MODES = {
+    "split": "Split: draw across a nucleus",
+    "merge": "Merge: draw from one nucleus into the others",
+    "delete": "Delete: draw over nuclei",
+}
+DRAW_COLOUR = "#ff2d2d"
+DRAW_WIDTH = 3
+
+
+def _ids_under(labels: np.ndarray, mask: np.ndarray) -> list[int]:
+    """Nuclei under the stroke, most covered first."""
+    hit = labels[mask]
+    counts = np.bincount(hit[hit > 0].astype(np.int64))
+    ids = np.flatnonzero(counts)
+    return [int(i) for i in ids[np.argsort(-counts[ids], kind="stable")]]
 
 
 def apply_edit(image: MicroImage, res: NucleiResult, t: int, kind: str, **kw: Any) -> None:
@@ -31,6 +47,24 @@ def apply_edit(image: MicroImage, res: NucleiResult, t: int, kind: str, **kw: An
             raise InputError("Choose two different nuclei to merge.")
         after = merge_objects(before, [a, b])
         what = f"frame {t}: merged {a} and {b}"
+    elif kind in ("split_drawn", "merge_drawn", "delete_drawn"):
+        mask = np.asarray(kw["mask"], bool)
+        ids = _ids_under(before, mask)
+        if not ids:
+            raise InputError("The stroke does not touch a nucleus; draw on the nuclei to correct.")
+        if kind == "split_drawn":
+            after = split_object(before, ids[0], mask)
+            what = f"frame {t}: split {ids[0]} along a drawn line"
+        elif kind == "merge_drawn":
+            if len(ids) < 2:
+                raise InputError(
+                    f"The stroke touches only nucleus {ids[0]}; draw from one nucleus into another."
+                )
+            after = merge_objects(before, ids)
+            what = f"frame {t}: merged {', '.join(map(str, sorted(ids)))} (drawn)"
+        else:
+            after = delete_objects(before, ids)
+            what = f"frame {t}: deleted {', '.join(map(str, sorted(ids)))} (drawn)"
     elif kind == "split":
         obj = int(kw["obj"])
         pts = np.array([[kw["y0"], kw["x0"]], [kw["y1"], kw["x1"]]], float)
@@ -70,6 +104,8 @@ def corrections_tab(image: MicroImage, res: NucleiResult, t: int) -> None:
         return
     ids = sorted(int(i) for i in res.frame_rows(t)["label"])
     st.caption(f"Corrections apply to frame {t}; the table and plots update.")
+    _draw_tool(image, res, t)
+    st.caption("Or by ids and points:")
     c1, c2, c3 = st.columns(3)
     with c1:
         st.markdown("**Delete**")
@@ -103,7 +139,36 @@ def corrections_tab(image: MicroImage, res: NucleiResult, t: int) -> None:
             )
             st.rerun()
     if st.button("Undo last correction", key="nuc_undo", disabled=not ui().get("undo")):
+        ui()["draw_gen"] = ui().get("draw_gen", 0) + 1
         run_safely(lambda: undo_edit(image, res))
         st.rerun()
     if res.edits:
         st.caption("Corrections so far: " + "; ".join(res.edits[-8:]))
+
+
+def _draw_tool(image: MicroImage, res: NucleiResult, t: int) -> None:
+    """Draw on the frame (outlines shown) to split, merge or delete nuclei."""
+    from webui import state
+    from webui.nuclei.viewer import overlay_rgb
+    from webui.stroke_canvas import stroke_canvas
+
+    mode = st.segmented_control("Draw on the frame", list(DRAW_MODES), format_func=DRAW_MODES.get,
+                                default="split", key="nuc_draw_mode") or "split"  # fmt: skip
+    shown = ui().get("overlay")
+    if shown is None or shown.shape[:2] != res.labels[t].shape:
+        shown = overlay_rgb(image, res, t, [], None)
+
+    def render(region: tuple[int, int, int, int], size: tuple[int, int]) -> np.ndarray:
+        from PIL import Image
+
+        y0, y1, x0, x1 = region
+        crop = np.ascontiguousarray(shown[y0:y1, x0:x1])
+        return np.asarray(Image.fromarray(crop).resize(size, Image.Resampling.NEAREST))
+
+    generation = f"{state.get('image_id')}_{t}_{ui().get('draw_gen', 0)}_{mode}"
+    mask = stroke_canvas(res.labels[t].shape, render, "nuc_draw", generation, DRAW_COLOUR,
+                         DRAW_WIDTH)  # fmt: skip
+    if mask is not None:
+        ui()["draw_gen"] = ui().get("draw_gen", 0) + 1  # a fresh canvas, whatever the outcome
+        run_safely(lambda: apply_edit(image, res, t, f"{mode}_drawn", mask=mask))
+        st.rerun()
