@@ -50,6 +50,13 @@ def _neighbours(labels: np.ndarray) -> tuple[int, int]:
     return int(lo[y, x]), int(hi[y, x])
 
 
+def _remove_boundary(at, a: int, b: int) -> None:
+    """Remove the boundary between grains ``a`` and ``b`` by their ids."""
+    at.number_input(key="grains_rm_a").set_value(a)
+    at.number_input(key="grains_rm_b").set_value(b)
+    at.button(key="grains_rm_ids").click().run()
+
+
 def test_grains_page_needs_an_image():
     at = new_app()
     at.switch_page(GRAINS).run()
@@ -147,9 +154,7 @@ def test_corrections_update_grains_and_g():
     labels = at.session_state["grain_result"]["labels"]
     n0 = int(labels.max())
     a, b = _neighbours(labels)
-    at.number_input(key="grains_rm_a").set_value(a)
-    at.number_input(key="grains_rm_b").set_value(b)
-    at.button(key="grains_rm_ids").click().run()
+    _remove_boundary(at, a, b)
     assert not at.exception and not at.error
     assert int(at.session_state["grain_result"]["labels"].max()) == n0 - 1
     assert _metric(at, "Grains") == str(n0 - 1)
@@ -272,9 +277,7 @@ def test_corrections_on_a_model_grain_map_survive_reruns():
     labels = at.session_state["grain_result"]["labels"]
     n0 = int(labels.max())
     a, b = _neighbours(labels)
-    at.number_input(key="grains_rm_a").set_value(a)
-    at.number_input(key="grains_rm_b").set_value(b)
-    at.button(key="grains_rm_ids").click().run()
+    _remove_boundary(at, a, b)
     at.run()
     at.run()
     assert not at.exception and not at.error

@@ -59,6 +59,16 @@ def nuclei_stroke_targets():
     return bg, fgs
 
 
+def open_sample(page, key: str) -> None:
+    """Open the home page and the gallery sample ``key``."""
+    page.goto(page.base_url, wait_until="domcontentloaded")
+    expect(page.get_by_role("heading", name="microseg", exact=True)).to_be_visible(timeout=60_000)
+    settle(page)
+    page.locator(f".st-key-open_{key} button").click()
+    expect(page.get_by_text(re.compile(r"^Opened sample:"))).to_be_visible(timeout=60_000)
+    settle(page)
+
+
 def open_annotate(page):
     """Open the synthetic nuclei series and the Annotate page; returns the drawing canvas."""
     page.goto(page.base_url, wait_until="domcontentloaded")

@@ -9,7 +9,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from tests.e2e.browser import no_traceback, settle, stroke
+from tests.e2e.browser import no_traceback, open_sample, settle, stroke
 from tests.e2e.conftest import SHOTS
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
@@ -48,12 +48,7 @@ def _yellow_pixels(page, key: str) -> int:
 
 
 def test_compare_models_and_linked_histogram(page):
-    page.goto(page.base_url, wait_until="domcontentloaded")
-    expect(page.get_by_role("heading", name="microseg", exact=True)).to_be_visible(timeout=60_000)
-    settle(page)
-    page.locator(".st-key-open_synthetic-grains button").click()
-    expect(page.get_by_text(re.compile(r"^Opened sample:"))).to_be_visible(timeout=60_000)
-    settle(page)
+    open_sample(page, "synthetic-grains")
 
     # ML vs DL: example strokes from the ground truth, a 3 s U-Net budget, run both
     _nav(page, "ML vs DL")
@@ -137,12 +132,7 @@ def _grain_count(page) -> int:
 
 
 def test_paint_and_erase_boundaries_on_the_grain_map(page):
-    page.goto(page.base_url, wait_until="domcontentloaded")
-    expect(page.get_by_role("heading", name="microseg", exact=True)).to_be_visible(timeout=60_000)
-    settle(page)
-    page.locator(".st-key-open_synthetic-grains button").click()
-    expect(page.get_by_text(re.compile(r"^Opened sample:"))).to_be_visible(timeout=60_000)
-    settle(page)
+    open_sample(page, "synthetic-grains")
     _nav(page, "Grains")
     expect(page.get_by_role("heading", name="Grains", exact=True)).to_be_visible(timeout=60_000)
     page.locator(".st-key-grains_map .js-plotly-plot image").wait_for(

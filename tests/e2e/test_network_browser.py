@@ -7,7 +7,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from tests.e2e.browser import no_traceback, settle
+from tests.e2e.browser import no_traceback, open_sample, settle
 from tests.e2e.conftest import SHOTS
 from webui.models import builtin_available
 
@@ -15,12 +15,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
 
 def test_inside_the_network_page(page):
-    page.goto(page.base_url, wait_until="domcontentloaded")
-    expect(page.get_by_role("heading", name="microseg", exact=True)).to_be_visible(timeout=60_000)
-    settle(page)
-    page.locator(".st-key-open_synthetic-nuclei-series button").click()
-    expect(page.get_by_text(re.compile(r"^Opened sample:"))).to_be_visible(timeout=60_000)
-    settle(page)
+    open_sample(page, "synthetic-nuclei-series")
 
     page.locator("[data-testid='stSidebarNav'] a", has_text="Inside the network").click()
     expect(page.get_by_role("heading", name="Inside the network")).to_be_visible(timeout=60_000)
