@@ -321,6 +321,7 @@ def test_draw_on_the_frame_to_merge_split_and_delete(rf_model):
     res = at.session_state["nuclei_result"]
     assert len(res.frame_rows(0)) == n - 1
     assert res.edits[-1].endswith("(drawn)") and "merged" in res.edits[-1]
+    assert any("merged" in m.value for m in at.success)  # the outcome, beside the drawing
     # split the merged nucleus again across its middle
     keep = min(a, b)
     ys, xs = np.nonzero(res.labels[0] == keep)

@@ -142,6 +142,8 @@ def _paint_tool(labels: np.ndarray, base: np.ndarray) -> dict | None:
     g = ui()
     mode = st.segmented_control("Paint on the map", list(PAINT_MODES), format_func=PAINT_MODES.get,
                                 default="add", key="grains_paint_mode") or "add"  # fmt: skip
+    if g.get("paint_message"):  # the last stroke's failure, kept over the rerun that
+        st.error(g["paint_message"])  # mounts the fresh canvas
     # a fresh canvas after every change of the map (edit, undo, discard, failed stroke)
     generation = f"{state.get('image_id')}_{g.get('version')}_{g.get('paint_gen', 0)}_{mode}"
     mask = stroke_canvas(
@@ -208,12 +210,15 @@ def corrections_panel(labels: np.ndarray, ps: float | None, base: np.ndarray) ->
         elif rm_at:
             op = {"kind": "remove_at", "x": int(px), "y": int(py)}
         if op is not None:
+            g.pop("paint_message", None)
             try:
                 new = apply_edit(g["labels"], op)
             except Exception as exc:  # noqa: BLE001
-                st.error(one_sentence(exc, "The correction"))
-                if op is painted:
+                if op is painted:  # shown under the canvas, which is mounted afresh
+                    g["paint_message"] = one_sentence(exc, "The correction")
                     g["paint_gen"] = g.get("paint_gen", 0) + 1
+                    st.rerun()
+                st.error(one_sentence(exc, "The correction"))
             else:
                 g["paint_gen"] = g.get("paint_gen", 0) + 1
                 g["history"].append(g["labels"])
@@ -223,12 +228,14 @@ def corrections_panel(labels: np.ndarray, ps: float | None, base: np.ndarray) ->
                 g["selected"] = []
                 st.rerun()
         if undo and g.get("history"):
+            g.pop("paint_message", None)
             g["paint_gen"] = g.get("paint_gen", 0) + 1
             g["labels"] = g["history"].pop()
             if g.get("edits"):
                 g["edits"].pop()
             st.rerun()
         if reset:
+            g.pop("paint_message", None)
             g["paint_gen"] = g.get("paint_gen", 0) + 1
             g["labels"] = g["base_labels"]
             g["edits"], g["history"] = [], []

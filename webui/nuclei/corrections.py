@@ -111,6 +111,7 @@ def corrections_tab(image: MicroImage, res: NucleiResult, t: int) -> None:
         st.markdown("**Delete**")
         doomed = st.multiselect("Nuclei to delete", ids, key="nuc_del_ids")
         if st.button("Delete", key="nuc_del", disabled=not doomed):
+            ui().pop("draw_message", None)
             run_safely(lambda: apply_edit(image, res, t, "delete", ids=doomed))
             st.rerun()
     top = max(ids) if ids else 0
@@ -119,6 +120,7 @@ def corrections_tab(image: MicroImage, res: NucleiResult, t: int) -> None:
         a = st.number_input("First id", 0, top, 0, key="nuc_merge_a")
         b = st.number_input("Second id", 0, top, 0, key="nuc_merge_b")
         if st.button("Merge", key="nuc_merge", disabled=not (a and b)):
+            ui().pop("draw_message", None)
             run_safely(lambda: apply_edit(image, res, t, "merge", a=a, b=b))
             st.rerun()
     h, w = image.shape_yx
@@ -134,12 +136,14 @@ def corrections_tab(image: MicroImage, res: NucleiResult, t: int) -> None:
             "Two points (pixels) of a line across the nucleus; hover the image to read positions."
         )
         if st.button("Split", key="nuc_split_go", disabled=not obj):
+            ui().pop("draw_message", None)
             run_safely(
                 lambda: apply_edit(image, res, t, "split", obj=obj, y0=y0, x0=x0, y1=y1, x1=x1)
             )
             st.rerun()
     if st.button("Undo last correction", key="nuc_undo", disabled=not ui().get("undo")):
         ui()["draw_gen"] = ui().get("draw_gen", 0) + 1
+        ui().pop("draw_message", None)
         run_safely(lambda: undo_edit(image, res))
         st.rerun()
     if res.edits:
@@ -165,10 +169,15 @@ def _draw_tool(image: MicroImage, res: NucleiResult, t: int) -> None:
         crop = np.ascontiguousarray(shown[y0:y1, x0:x1])
         return np.asarray(Image.fromarray(crop).resize(size, Image.Resampling.NEAREST))
 
+    shown_msg = ui().get("draw_message")  # the last drawn correction's outcome, kept over
+    if shown_msg and shown_msg[0] == t:  # the rerun that mounts the fresh canvas
+        getattr(st, shown_msg[1])(shown_msg[2])
     generation = f"{state.get('image_id')}_{t}_{ui().get('draw_gen', 0)}_{mode}"
     mask = stroke_canvas(res.labels[t].shape, render, "nuc_draw", generation, DRAW_COLOUR,
                          DRAW_WIDTH)  # fmt: skip
     if mask is not None:
         ui()["draw_gen"] = ui().get("draw_gen", 0) + 1  # a fresh canvas, whatever the outcome
         run_safely(lambda: apply_edit(image, res, t, f"{mode}_drawn", mask=mask))
+        msg = ui().pop("message", None)  # shown here, beside the drawing
+        ui()["draw_message"] = (t, *msg) if msg else None
         st.rerun()
