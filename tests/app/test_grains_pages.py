@@ -286,6 +286,38 @@ def test_corrections_on_a_model_grain_map_survive_reruns():
     assert int(at.session_state["grain_result"]["labels"].max()) == n0 - 1
 
 
+def test_paint_background_shows_lines_and_the_boundary_probability():
+    from webui.grains.corrections import paint_background
+
+    base = np.full((40, 60, 3), 100, np.uint8)
+    labels = np.ones((40, 60), np.int32)
+    labels[:, 30] = 0  # one vertical boundary
+    proba = np.zeros((40, 60), np.float32)
+    proba[20, :] = 1.0  # a ridge the map did not use
+    bg = paint_background(base, labels, (0, 40, 0, 60), (60, 40))
+    assert (bg[:, 30] == (255, 220, 0)).all() and (bg[:, 10] == 100).all()
+    tinted = paint_background(base, labels, (0, 40, 0, 60), (60, 40), proba)
+    assert tinted[20, 10, 1] < 50 and tinted[20, 10, 0] > 200  # magenta on the ridge
+    assert (tinted[5, 10] == 100).all()  # untouched where the probability is 0
+    # shrunk 3x, the one-pixel line is thickened so it survives the resize
+    small = paint_background(base, labels, (0, 40, 0, 60), (20, 13))
+    assert (small == (255, 220, 0)).all(axis=-1).any()
+
+
+def test_boundary_probability_toggle_on_a_model_map():
+    at = new_app()
+    at.button(key="open_synthetic-grains").click().run()
+    at.switch_page(GRAINS).run()
+    if at.selectbox(key="grains_model").value != "Built-in grains model (U-Net)":
+        pytest.skip("the built-in grains model is not installed")
+    at.toggle(key="grains_paint_proba").set_value(True).run()
+    assert not at.exception and not at.error
+    # the ground truth has no probability to show
+    at.selectbox(key="grains_model").set_value("Ground-truth boundaries of the sample").run()
+    assert not at.exception
+    assert not any(t.key == "grains_paint_proba" for t in at.toggle)
+
+
 def test_pixel_size_from_scale_bar_changes_units():
     at = _grain_app()
     at.number_input(key="grains_bar_px").set_value(100.0)

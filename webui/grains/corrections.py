@@ -118,14 +118,19 @@ def describe_edit(op: dict) -> str:
 
 
 def paint_background(base: np.ndarray, labels: np.ndarray, region: tuple[int, int, int, int],
-                     size: tuple[int, int]) -> np.ndarray:  # fmt: skip
+                     size: tuple[int, int], proba: np.ndarray | None = None) -> np.ndarray:  # fmt: skip
     """The painting canvas's background: the image region with the grain boundaries in
-    yellow, scaled to ``size`` (width, height); lines stay visible when it is shrunk."""
+    yellow, scaled to ``size`` (width, height); lines stay visible when it is shrunk.
+    With ``proba`` the boundary probability tints the image magenta (faint boundaries
+    the map did not use show where to paint)."""
     from PIL import Image
     from scipy import ndimage as ndi
 
     y0, y1, x0, x1 = region
     rgb = base[y0:y1, x0:x1].copy()
+    if proba is not None:
+        a = 0.75 * np.clip(proba[y0:y1, x0:x1], 0.0, 1.0)[..., None]
+        rgb = (rgb * (1 - a) + np.array([255, 0, 255]) * a).astype(np.uint8)
     lines = labels[y0:y1, x0:x1] == 0
     shrink = (x1 - x0) / max(size[0], 1)
     if shrink > 1.2:  # a one-pixel line would vanish when shrunk
@@ -134,7 +139,7 @@ def paint_background(base: np.ndarray, labels: np.ndarray, region: tuple[int, in
     return np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.NEAREST))
 
 
-def _paint_tool(labels: np.ndarray, base: np.ndarray) -> dict | None:
+def _paint_tool(labels: np.ndarray, base: np.ndarray, proba: np.ndarray | None) -> dict | None:
     """Paint on the grain map; returns the correction for a new stroke, else None."""
     from webui import state
     from webui.stroke_canvas import stroke_canvas
@@ -142,13 +147,19 @@ def _paint_tool(labels: np.ndarray, base: np.ndarray) -> dict | None:
     g = ui()
     mode = st.segmented_control("Paint on the map", list(PAINT_MODES), format_func=PAINT_MODES.get,
                                 default="add", key="grains_paint_mode") or "add"  # fmt: skip
+    show_p = proba is not None and st.toggle(
+        "Show the boundary probability (magenta)", key="grains_paint_proba",
+        help="Faint magenta ridges without a yellow line are boundaries the model saw but "
+             "the grain map did not use: the places to paint.")  # fmt: skip
     if g.get("paint_message"):  # the last stroke's failure, kept over the rerun that
         st.error(g["paint_message"])  # mounts the fresh canvas
     # a fresh canvas after every change of the map (edit, undo, discard, failed stroke)
     generation = f"{state.get('image_id')}_{g.get('version')}_{g.get('paint_gen', 0)}_{mode}"
     mask = stroke_canvas(
         labels.shape,
-        lambda region, size: paint_background(base, labels, region, size),
+        lambda region, size: paint_background(
+            base, labels, region, size, proba if show_p else None
+        ),  # fmt: skip
         "grains_paint",
         generation,
         PAINT_COLOURS[mode],
@@ -163,16 +174,18 @@ def _paint_tool(labels: np.ndarray, base: np.ndarray) -> dict | None:
     return {"kind": f"paint_{mode}", "mask": mask, "n_px": int(mask.sum())}
 
 
-def corrections_panel(labels: np.ndarray, ps: float | None, base: np.ndarray) -> None:
-    """The "Correct the grain map" expander: paint or erase boundaries on the map, add and
-    remove them by coordinates or grain ids, undo, discard."""
+def corrections_panel(labels: np.ndarray, ps: float | None, base: np.ndarray,
+                      proba: np.ndarray | None = None) -> None:  # fmt: skip
+    """The "Correct the grain map" expander: paint or erase boundaries on the map (over
+    the model's boundary probability ``proba`` when given), add and remove them by
+    coordinates or grain ids, undo, discard."""
     g = ui()
     h, w = labels.shape
     # open while corrections exist or after any (also after undoing the last one)
     with st.expander("Correct the grain map", expanded=bool(g.get("edits") or g.get("paint_gen"))):
         st.caption("Paint a missing boundary or erase a false one on the map; grains, table "
                    "and G update. Undo takes back the last correction.")  # fmt: skip
-        painted = _paint_tool(labels, base)
+        painted = _paint_tool(labels, base, proba)
         st.caption("Or by coordinates: add a boundary along a line (from boundary to "
                    "boundary), or remove one between two grains or at a point.")  # fmt: skip
         c = st.columns(5)

@@ -259,5 +259,5 @@ def _grains_body(image, t, z, result, boundary, model_id) -> None:  # noqa: ANN0
             + "yellow: selected grains. Click a grain's marker, or box-select, to pick grains."
         )
     selection_panel(table)
-    corrections_panel(labels, ps, base)
+    corrections_panel(labels, ps, base, None if model_id == TRUTH else boundary)
     exports_panel(result, base, image)
