@@ -139,6 +139,19 @@ def paint_background(base: np.ndarray, labels: np.ndarray, region: tuple[int, in
     return np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.NEAREST))
 
 
+def _cached_background(base: np.ndarray, labels: np.ndarray, region: tuple[int, int, int, int],
+                       size: tuple[int, int], proba: np.ndarray | None) -> np.ndarray:  # fmt: skip
+    """:func:`paint_background`, kept while the map, the image rendering (a sparse
+    sample of it), region and layers stay the same: about 0.1 s for a 900 x 1320
+    micrograph, on every rerun otherwise."""
+    g = ui()
+    key = (hash(base[::31, ::31].tobytes()), region, size, None if proba is None else id(proba))
+    held = g.get("paint_bg")
+    if held is None or held[0] != key or held[1] is not labels:
+        g["paint_bg"] = held = (key, labels, paint_background(base, labels, region, size, proba))
+    return held[2]
+
+
 def _paint_tool(labels: np.ndarray, base: np.ndarray, proba: np.ndarray | None) -> dict | None:
     """Paint on the grain map; returns the correction for a new stroke, else None."""
     from webui import state
@@ -157,7 +170,7 @@ def _paint_tool(labels: np.ndarray, base: np.ndarray, proba: np.ndarray | None) 
     generation = f"{state.get('image_id')}_{g.get('version')}_{g.get('paint_gen', 0)}_{mode}"
     mask = stroke_canvas(
         labels.shape,
-        lambda region, size: paint_background(
+        lambda region, size: _cached_background(
             base, labels, region, size, proba if show_p else None
         ),  # fmt: skip
         "grains_paint",
