@@ -212,6 +212,7 @@ def _paint(at, mode: str, points_yx: list[tuple[int, int]]) -> None:
 
 def test_painting_on_the_map_splits_and_merges_grains():
     at = _grain_app()
+    at.toggle(key="grains_paint_on").set_value(True).run()
     if at.segmented_control(key="grains_paint_mode").value != "add":
         at.segmented_control(key="grains_paint_mode").set_value("add").run()
     labels = at.session_state["grain_result"]["labels"]
@@ -310,6 +311,8 @@ def test_boundary_probability_toggle_on_a_model_map():
     at.switch_page(GRAINS).run()
     if at.selectbox(key="grains_model").value != "Built-in grains model (U-Net)":
         pytest.skip("the built-in grains model is not installed")
+    assert not any(t.key == "grains_paint_proba" for t in at.toggle)  # painting is off
+    at.toggle(key="grains_paint_on").set_value(True).run()
     at.toggle(key="grains_paint_proba").set_value(True).run()
     assert not at.exception and not at.error
     # the ground truth has no probability to show

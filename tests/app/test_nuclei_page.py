@@ -313,6 +313,7 @@ def test_draw_on_the_frame_to_merge_split_and_delete(rf_model):
     n = len(res.frame_rows(0))
     rows = res.frame_rows(0).set_index("label")
     a, b = _touching_pair(res.labels[0], rows.index.to_numpy())
+    at.toggle(key="nuc_draw_on").set_value(True).run()
     if at.segmented_control(key="nuc_draw_mode").value != "merge":
         at.segmented_control(key="nuc_draw_mode").set_value("merge").run()
     # merge: a stroke from the centre of one nucleus to the centre of its neighbour

@@ -142,6 +142,9 @@ def test_paint_and_erase_boundaries_on_the_grain_map(page):
     no_traceback(page)
     n0 = _grain_count(page)
     page.get_by_text("Correct the grain map").click()
+    settle(page)
+    assert page.locator("canvas.upper-canvas").count() == 0  # no canvas until painting is on
+    page.get_by_text("Paint on the map").click()
     canvas = page.locator("canvas.upper-canvas").first
     canvas.wait_for(timeout=60_000)
     canvas.scroll_into_view_if_needed()

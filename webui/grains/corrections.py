@@ -158,7 +158,10 @@ def _paint_tool(labels: np.ndarray, base: np.ndarray, proba: np.ndarray | None) 
     from webui.stroke_canvas import stroke_canvas
 
     g = ui()
-    mode = st.segmented_control("Paint on the map", list(PAINT_MODES), format_func=PAINT_MODES.get,
+    # the canvas only while painting: a canvas mounts with an extra rerun of the page
+    if not st.toggle("Paint on the map", key="grains_paint_on"):
+        return None
+    mode = st.segmented_control("Paint", list(PAINT_MODES), format_func=PAINT_MODES.get,
                                 default="add", key="grains_paint_mode") or "add"  # fmt: skip
     show_p = proba is not None and st.toggle(
         "Show the boundary probability (magenta)", key="grains_paint_proba",

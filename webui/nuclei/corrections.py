@@ -156,7 +156,10 @@ def _draw_tool(image: MicroImage, res: NucleiResult, t: int) -> None:
     from webui.nuclei.viewer import overlay_rgb
     from webui.stroke_canvas import stroke_canvas
 
-    mode = st.segmented_control("Draw on the frame", list(DRAW_MODES), format_func=DRAW_MODES.get,
+    # the canvas only while drawing: a canvas mounts with an extra rerun of the page
+    if not st.toggle("Draw on the frame", key="nuc_draw_on"):
+        return
+    mode = st.segmented_control("Correction", list(DRAW_MODES), format_func=DRAW_MODES.get,
                                 default="split", key="nuc_draw_mode") or "split"  # fmt: skip
     shown = ui().get("overlay")
     if shown is None or shown.shape[:2] != res.labels[t].shape:
