@@ -8,6 +8,7 @@ from skimage.draw import disk
 
 from microseg.errors import InputError
 from microseg.instances import (
+    add_object,
     delete_objects,
     hmax_markers,
     label_dtype,
@@ -124,6 +125,40 @@ def test_edits_delete_merge_split():
         split_object(merged, 1, np.zeros(gt.shape, bool))
     with pytest.raises(InputError):
         merge_objects(lab, [1])
+
+
+def test_add_object_from_a_closed_outline_keeps_existing_objects():
+    from skimage import draw
+
+    lab = np.zeros((60, 60), np.uint8)
+    lab[10:20, 10:20] = 1
+    outline = np.zeros(lab.shape, bool)
+    rr, cc = draw.circle_perimeter(30, 30, 12)
+    outline[rr, cc] = True
+    outline[17:20, 28:32] = False  # a 4-px gap in the drawn outline is closed
+    out = add_object(lab, outline)
+    new = out == 2
+    assert abs(int(new.sum()) - int(np.pi * 12.5**2)) < 0.1 * np.pi * 12.5**2  # the disc
+    assert (out[lab == 1] == 1).all()  # the existing object is untouched
+    # an outline over an existing object adds only the background part
+    ring = np.zeros(lab.shape, bool)
+    ring[5:26, 5:26] = True
+    ring[6:25, 6:25] = False  # a square outline around object 1 and some background
+    out2 = add_object(lab, ring)
+    assert (out2[lab == 1] == 1).all() and int((out2 == 2).sum()) > 200
+    # ids beyond the dtype widen it
+    full = np.zeros((60, 60), np.uint8)
+    full[0, 0] = 255
+    assert add_object(full, outline).max() == 256
+    # a stray dot, or an outline on objects only, is one sentence
+    dot = np.zeros(lab.shape, bool)
+    dot[50, 50] = True
+    with pytest.raises(InputError, match="closed outline"):
+        add_object(lab, dot)
+    inside = np.zeros(lab.shape, bool)
+    inside[12:18, 12:18] = True
+    with pytest.raises(InputError, match="existing objects"):
+        add_object(lab, inside)
 
 
 def test_relabel_sequential_and_dtype():
