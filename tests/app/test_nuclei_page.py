@@ -340,13 +340,24 @@ def test_draw_on_the_frame_to_merge_split_and_delete(rf_model):
     _draw(at, "delete", [(vy, vx - 1), (vy, vx + 1)])
     res = at.session_state["nuclei_result"]
     assert victim not in set(res.frame_rows(0)["label"]) and len(res.frame_rows(0)) == n - 1
+    # add: outline the deleted nucleus again
+    at.segmented_control(key="nuc_draw_mode").set_value("add").run()
+    ring = [(vy + 7 * np.sin(a), vx + 7 * np.cos(a)) for a in np.linspace(0, 2 * np.pi, 25)]
+    _draw(at, "add", ring)
+    assert not at.exception and not at.error, at.error[0].value if at.error else ""
+    res = at.session_state["nuclei_result"]
+    assert len(res.frame_rows(0)) == n
+    new_id = int(res.labels[0].max())
+    assert res.labels[0][int(round(vy)), int(round(vx))] == new_id
+    assert "added" in res.edits[-1]
     # a stroke on the background is one sentence and changes nothing
     from scipy import ndimage as ndi
 
     far = np.unravel_index(
         np.argmax(ndi.distance_transform_edt(res.labels[0] == 0)), res.labels[0].shape
     )
+    at.segmented_control(key="nuc_draw_mode").set_value("delete").run()
     _draw(at, "delete", [(far[0], far[1]), (far[0], far[1] + 0.5)])
     assert not at.exception
     assert len(at.error) == 1 and "does not touch a nucleus" in at.error[0].value
-    assert len(at.session_state["nuclei_result"].frame_rows(0)) == n - 1
+    assert len(at.session_state["nuclei_result"].frame_rows(0)) == n

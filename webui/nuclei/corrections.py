@@ -1,5 +1,5 @@
-"""Corrections of the nuclei of a frame: draw on the frame to split, merge or delete
-nuclei, or give ids and points; undo. The frame is measured again after each."""
+"""Corrections of the nuclei of a frame: draw on the frame to split, merge, delete or
+add nuclei, or give ids and points; undo. The frame is measured again after each."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ DRAW_MODES = {
     "split": "Split: draw across a nucleus",
     "merge": "Merge: draw from one nucleus into the others",
     "delete": "Delete: draw over nuclei",
+    "add": "Add: outline a missing nucleus",
 }
 DRAW_COLOUR = "#ff2d2d"
 DRAW_WIDTH = 3
@@ -30,8 +31,8 @@ def _ids_under(labels: np.ndarray, mask: np.ndarray) -> list[int]:
 
 
 def apply_edit(image: MicroImage, res: NucleiResult, t: int, kind: str, **kw: Any) -> None:
-    """Delete, merge or split nuclei of frame ``t`` and measure the frame again."""
-    from microseg.instances import delete_objects, merge_objects, split_object
+    """Delete, merge, split or add nuclei of frame ``t`` and measure the frame again."""
+    from microseg.instances import add_object, delete_objects, merge_objects, split_object
     from microseg.nuclei import FrameMeasurer
 
     before = res.labels[t]
@@ -47,6 +48,9 @@ def apply_edit(image: MicroImage, res: NucleiResult, t: int, kind: str, **kw: An
             raise InputError("Choose two different nuclei to merge.")
         after = merge_objects(before, [a, b])
         what = f"frame {t}: merged {a} and {b}"
+    elif kind == "add_drawn":
+        after = add_object(before, np.asarray(kw["mask"], bool))
+        what = f"frame {t}: added {int(after.max())} (drawn)"
     elif kind in ("split_drawn", "merge_drawn", "delete_drawn"):
         mask = np.asarray(kw["mask"], bool)
         ids = _ids_under(before, mask)
@@ -151,7 +155,7 @@ def corrections_tab(image: MicroImage, res: NucleiResult, t: int) -> None:
 
 
 def _draw_tool(image: MicroImage, res: NucleiResult, t: int) -> None:
-    """Draw on the frame (outlines shown) to split, merge or delete nuclei."""
+    """Draw on the frame (outlines shown) to split, merge, delete or add nuclei."""
     from webui import state
     from webui.nuclei.viewer import overlay_rgb
     from webui.stroke_canvas import stroke_canvas
