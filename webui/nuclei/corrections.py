@@ -50,7 +50,7 @@ def apply_edit(image: MicroImage, res: NucleiResult, t: int, kind: str, **kw: An
         what = f"frame {t}: merged {a} and {b}"
     elif kind == "add_drawn":
         after = add_object(before, np.asarray(kw["mask"], bool))
-        what = f"frame {t}: added {int(after.max())} (drawn)"
+        what = f"frame {t}: added nucleus {int(after.max())} (drawn)"
     elif kind in ("split_drawn", "merge_drawn", "delete_drawn"):
         mask = np.asarray(kw["mask"], bool)
         ids = _ids_under(before, mask)
