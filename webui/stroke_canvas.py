@@ -1,9 +1,10 @@
 """A painting canvas over a result (grain map, nuclei outlines) that hands back each new
 stroke as a full-image pixel mask, for corrections drawn by hand.
 
-The canvas shows a region of the image (zoom for large images) scaled to the display;
-a new canvas is mounted whenever the caller's ``generation`` changes (after every
-correction, undo or failed stroke), so each stroke is used once.
+The canvas shows a region of the image (zoom for large images) scaled to the display.
+Each stroke is used once: the canvas that held it is replaced by a fresh one. A new
+canvas mounts with one extra rerun of the page, so the outcome of a stroke is kept
+(:func:`report`) and shown above the canvas until the next stroke or :func:`clear_report`.
 """
 
 from __future__ import annotations
@@ -38,11 +39,22 @@ def stroke_mask(
     return drawn == 1
 
 
+def report(key: str, kind: str, text: str) -> None:
+    """Keep the outcome of the last stroke on canvas ``key`` (``kind``: success, info,
+    warning or error) to show above the canvas."""
+    st.session_state[f"_{key}_report"] = (kind, text)
+
+
+def clear_report(key: str) -> None:
+    """Forget the outcome shown above canvas ``key`` (another action replaced it)."""
+    st.session_state.pop(f"_{key}_report", None)
+
+
 def stroke_canvas(
     image_shape: tuple[int, int],
     render: Callable[[Region, tuple[int, int]], np.ndarray],
     key: str,
-    generation: object,
+    context: str,
     colour: str,
     width: int,
 ) -> np.ndarray | None:
@@ -55,9 +67,9 @@ def stroke_canvas(
     render : callable
         ``render(region, (width, height))`` → RGB uint8 background of that size.
     key : str
-        Widget key prefix (also of the zoom controls).
-    generation : object
-        Part of the canvas key: change it to clear the canvas.
+        Widget key prefix (also of the zoom controls and the kept report).
+    context : str
+        Part of the canvas key (image, frame, mode ...): a change gives a fresh canvas.
     colour, width : str, int
         Brush colour and width in display pixels.
     """
@@ -69,8 +81,12 @@ def stroke_canvas(
     region = zoom_controls(image_shape, key=f"{key}_zoom")
     y0, y1, x0, x1 = region
     w, h, _ = display_geometry((y1 - y0, x1 - x0))
-    ckey = f"{key}_{generation}_{'_'.join(map(str, region))}"
-    st.write("")  # room for the canvas's toolbar, which floats above its top edge
+    used = st.session_state.get(f"_{key}_used", 0)  # strokes taken so far
+    kept = st.session_state.get(f"_{key}_report")
+    if kept:
+        getattr(st, kept[0])(kept[1])
+    else:
+        st.write("")  # room for the canvas's toolbar, which floats above its top edge
     result = st_canvas(
         fill_color="rgba(0,0,0,0)",
         stroke_width=width,
@@ -80,13 +96,12 @@ def stroke_canvas(
         width=w,
         height=h,
         drawing_mode="freedraw",
-        key=ckey,
+        key=f"{key}_{context}_{used}_{'_'.join(map(str, region))}",
     )
     objects = (result.json_data or {}).get("objects", []) if result is not None else []
-    seen = st.session_state.setdefault(f"_{key}_seen", {})
-    if len(objects) <= seen.get(ckey, 0):
+    if not objects:
         return None
-    seen.clear()
-    seen[ckey] = len(objects)
+    st.session_state[f"_{key}_used"] = used + 1  # this canvas is not shown again
+    clear_report(key)
     mask = stroke_mask(objects[-1:], colour, region, image_shape, (w, h))
     return mask if mask.any() else None

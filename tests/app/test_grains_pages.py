@@ -199,8 +199,9 @@ def _paint(at, mode: str, points_yx: list[tuple[int, int]]) -> None:
     g = at.session_state["grains_ui"]
     h, w = at.session_state["grain_result"]["labels"].shape
     width, _, scale = display_geometry((h, w))
-    key = (f"grains_paint_{at.session_state['image_id']}_{g.get('version')}_"
-           f"{g.get('paint_gen', 0)}_{mode}_0_{h}_0_{w}")  # fmt: skip
+    used = at.session_state["_grains_paint_used"] if "_grains_paint_used" in at.session_state else 0
+    key = (f"grains_paint_{at.session_state['image_id']}_{g.get('version')}_{mode}_"
+           f"{used}_0_{h}_0_{w}")  # fmt: skip
     pts = [((x + 0.5) * scale, (y + 0.5) * scale) for y, x in points_yx]
     cmds = [["M", *pts[0]]] + [["L", *p] for p in pts[1:]]
     obj = {"type": "path", "stroke": PAINT_COLOURS[mode], "strokeWidth": PAINT_WIDTH[mode],

@@ -295,8 +295,8 @@ def _draw(at, mode: str, points_yx: list[tuple[float, float]]) -> None:
 
     h, w = at.session_state["nuclei_result"].labels[0].shape
     _, _, scale = display_geometry((h, w))
-    gen = at.session_state["nuclei_ui"].get("draw_gen", 0)
-    key = f"nuc_draw_{at.session_state['image_id']}_0_{gen}_{mode}_0_{h}_0_{w}"
+    used = at.session_state["_nuc_draw_used"] if "_nuc_draw_used" in at.session_state else 0
+    key = f"nuc_draw_{at.session_state['image_id']}_0_{mode}_{used}_0_{h}_0_{w}"
     pts = [((x + 0.5) * scale, (y + 0.5) * scale) for y, x in points_yx]
     cmds = [["M", *pts[0]]] + [["L", *p] for p in pts[1:]]
     obj = {"type": "path", "stroke": DRAW_COLOUR, "strokeWidth": DRAW_WIDTH, "path": cmds,

@@ -9,7 +9,9 @@ import streamlit as st
 from microseg.errors import InputError
 from webui.grains.selection import selected_ids
 from webui.grains.shared import one_sentence, ui
+from webui.stroke_canvas import clear_report, report, stroke_canvas
 
+PAINT_KEY = "grains_paint"
 PAINT_MODES = {"add": "Paint a missing boundary", "remove": "Erase a false boundary"}
 PAINT_COLOURS = {"add": "#ff2d2d", "remove": "#00e5ff"}
 #: brush width in display pixels: a thin line to add, a wide stroke to erase
@@ -155,7 +157,6 @@ def _cached_background(base: np.ndarray, labels: np.ndarray, region: tuple[int, 
 def _paint_tool(labels: np.ndarray, base: np.ndarray, proba: np.ndarray | None) -> dict | None:
     """Paint on the grain map; returns the correction for a new stroke, else None."""
     from webui import state
-    from webui.stroke_canvas import stroke_canvas
 
     g = ui()
     # the canvas only while painting: a canvas mounts with an extra rerun of the page
@@ -167,17 +168,13 @@ def _paint_tool(labels: np.ndarray, base: np.ndarray, proba: np.ndarray | None) 
         "Show the boundary probability (magenta)", key="grains_paint_proba",
         help="Faint magenta ridges without a yellow line are boundaries the model saw but "
              "the grain map did not use: the places to paint.")  # fmt: skip
-    if g.get("paint_message"):  # the last stroke's failure, kept over the rerun that
-        st.error(g["paint_message"])  # mounts the fresh canvas
-    # a fresh canvas after every change of the map (edit, undo, discard, failed stroke)
-    generation = f"{state.get('image_id')}_{g.get('version')}_{g.get('paint_gen', 0)}_{mode}"
     mask = stroke_canvas(
         labels.shape,
         lambda region, size: _cached_background(
             base, labels, region, size, proba if show_p else None
         ),  # fmt: skip
-        "grains_paint",
-        generation,
+        PAINT_KEY,
+        f"{state.get('image_id')}_{g.get('version')}_{mode}",
         PAINT_COLOURS[mode],
         PAINT_WIDTH[mode],
     )
@@ -198,7 +195,7 @@ def corrections_panel(labels: np.ndarray, ps: float | None, base: np.ndarray,
     g = ui()
     h, w = labels.shape
     # open while corrections exist or after any (also after undoing the last one)
-    with st.expander("Correct the grain map", expanded=bool(g.get("edits") or g.get("paint_gen"))):
+    with st.expander("Correct the grain map", expanded=bool(g.get("edits") or g.get("corrected"))):
         st.caption("Paint a missing boundary or erase a false one on the map; grains, table "
                    "and G update. Undo takes back the last correction.")  # fmt: skip
         painted = _paint_tool(labels, base, proba)
@@ -238,18 +235,18 @@ def corrections_panel(labels: np.ndarray, ps: float | None, base: np.ndarray,
             op = {"kind": "remove_ids", "a": int(pair[0]), "b": int(pair[1])}
         elif rm_at:
             op = {"kind": "remove_at", "x": int(px), "y": int(py)}
+        if op is not None or undo or reset:
+            g["corrected"] = True  # the panel stays open, also after undoing the last one
+            clear_report(PAINT_KEY)
         if op is not None:
-            g.pop("paint_message", None)
             try:
                 new = apply_edit(g["labels"], op)
             except Exception as exc:  # noqa: BLE001
-                if op is painted:  # shown under the canvas, which is mounted afresh
-                    g["paint_message"] = one_sentence(exc, "The correction")
-                    g["paint_gen"] = g.get("paint_gen", 0) + 1
+                if op is painted:  # shown above the fresh canvas
+                    report(PAINT_KEY, "error", one_sentence(exc, "The correction"))
                     st.rerun()
                 st.error(one_sentence(exc, "The correction"))
             else:
-                g["paint_gen"] = g.get("paint_gen", 0) + 1
                 g["history"].append(g["labels"])
                 del g["history"][:-10]
                 g["labels"] = new
@@ -257,15 +254,11 @@ def corrections_panel(labels: np.ndarray, ps: float | None, base: np.ndarray,
                 g["selected"] = []
                 st.rerun()
         if undo and g.get("history"):
-            g.pop("paint_message", None)
-            g["paint_gen"] = g.get("paint_gen", 0) + 1
             g["labels"] = g["history"].pop()
             if g.get("edits"):
                 g["edits"].pop()
             st.rerun()
         if reset:
-            g.pop("paint_message", None)
-            g["paint_gen"] = g.get("paint_gen", 0) + 1
             g["labels"] = g["base_labels"]
             g["edits"], g["history"] = [], []
             st.rerun()

@@ -11,6 +11,7 @@ import streamlit as st
 from microseg.errors import InputError
 from microseg.image import MicroImage
 from webui.nuclei.session import NucleiResult, run_safely, say, ui
+from webui.stroke_canvas import clear_report, report, stroke_canvas
 
 DRAW_MODES = {
     "split": "Split: draw across a nucleus",
@@ -18,6 +19,7 @@ DRAW_MODES = {
     "delete": "Delete: draw over nuclei",
     "add": "Add: outline a missing nucleus",
 }
+DRAW_KEY = "nuc_draw"
 DRAW_COLOUR = "#ff2d2d"
 DRAW_WIDTH = 3
 
@@ -115,7 +117,7 @@ def corrections_tab(image: MicroImage, res: NucleiResult, t: int) -> None:
         st.markdown("**Delete**")
         doomed = st.multiselect("Nuclei to delete", ids, key="nuc_del_ids")
         if st.button("Delete", key="nuc_del", disabled=not doomed):
-            ui().pop("draw_message", None)
+            clear_report(DRAW_KEY)
             run_safely(lambda: apply_edit(image, res, t, "delete", ids=doomed))
             st.rerun()
     top = max(ids) if ids else 0
@@ -124,7 +126,7 @@ def corrections_tab(image: MicroImage, res: NucleiResult, t: int) -> None:
         a = st.number_input("First id", 0, top, 0, key="nuc_merge_a")
         b = st.number_input("Second id", 0, top, 0, key="nuc_merge_b")
         if st.button("Merge", key="nuc_merge", disabled=not (a and b)):
-            ui().pop("draw_message", None)
+            clear_report(DRAW_KEY)
             run_safely(lambda: apply_edit(image, res, t, "merge", a=a, b=b))
             st.rerun()
     h, w = image.shape_yx
@@ -140,14 +142,13 @@ def corrections_tab(image: MicroImage, res: NucleiResult, t: int) -> None:
             "Two points (pixels) of a line across the nucleus; hover the image to read positions."
         )
         if st.button("Split", key="nuc_split_go", disabled=not obj):
-            ui().pop("draw_message", None)
+            clear_report(DRAW_KEY)
             run_safely(
                 lambda: apply_edit(image, res, t, "split", obj=obj, y0=y0, x0=x0, y1=y1, x1=x1)
             )
             st.rerun()
     if st.button("Undo last correction", key="nuc_undo", disabled=not ui().get("undo")):
-        ui()["draw_gen"] = ui().get("draw_gen", 0) + 1
-        ui().pop("draw_message", None)
+        clear_report(DRAW_KEY)
         run_safely(lambda: undo_edit(image, res))
         st.rerun()
     if res.edits:
@@ -158,7 +159,6 @@ def _draw_tool(image: MicroImage, res: NucleiResult, t: int) -> None:
     """Draw on the frame (outlines shown) to split, merge, delete or add nuclei."""
     from webui import state
     from webui.nuclei.viewer import overlay_rgb
-    from webui.stroke_canvas import stroke_canvas
 
     # the canvas only while drawing: a canvas mounts with an extra rerun of the page
     if not st.toggle("Draw on the frame", key="nuc_draw_on"):
@@ -176,15 +176,11 @@ def _draw_tool(image: MicroImage, res: NucleiResult, t: int) -> None:
         crop = np.ascontiguousarray(shown[y0:y1, x0:x1])
         return np.asarray(Image.fromarray(crop).resize(size, Image.Resampling.NEAREST))
 
-    shown_msg = ui().get("draw_message")  # the last drawn correction's outcome, kept over
-    if shown_msg and shown_msg[0] == t:  # the rerun that mounts the fresh canvas
-        getattr(st, shown_msg[1])(shown_msg[2])
-    generation = f"{state.get('image_id')}_{t}_{ui().get('draw_gen', 0)}_{mode}"
-    mask = stroke_canvas(res.labels[t].shape, render, "nuc_draw", generation, DRAW_COLOUR,
-                         DRAW_WIDTH)  # fmt: skip
+    mask = stroke_canvas(res.labels[t].shape, render, DRAW_KEY,
+                         f"{state.get('image_id')}_{t}_{mode}", DRAW_COLOUR, DRAW_WIDTH)  # fmt: skip
     if mask is not None:
-        ui()["draw_gen"] = ui().get("draw_gen", 0) + 1  # a fresh canvas, whatever the outcome
         run_safely(lambda: apply_edit(image, res, t, f"{mode}_drawn", mask=mask))
-        msg = ui().pop("message", None)  # shown here, beside the drawing
-        ui()["draw_message"] = (t, *msg) if msg else None
+        msg = ui().pop("message", None)  # shown above the canvas, beside the drawing
+        if msg:
+            report(DRAW_KEY, *msg)
         st.rerun()
