@@ -16,7 +16,7 @@ from scipy import ndimage as ndi
 
 from tests.apphelpers import new_app
 from webui.grains.exports import export_zip, summary_json
-from webui.grains.figures import grains_in_bins, histogram_bins
+from webui.grains.figures import grains_in_bins, histogram_bins, map_figure, marker_size
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -114,6 +114,32 @@ def test_histogram_bins_select_the_grains_they_count():
         for b in (0, int(np.argmax(counts)), len(counts) - 1):
             assert grains_in_bins(area, edges, [b], log).sum() == counts[b]
         assert grains_in_bins(area, edges, list(range(len(counts))), log).all()
+
+
+def test_grain_markers_shrink_with_crowding_and_the_map_keeps_its_aspect():
+    # the sample: 160 grains in 512x512 -> the full marker; a 900x1320 micrograph with
+    # 950 grains -> small markers in the side-by-side layout, larger at full width
+    assert marker_size((512, 512), 160, 560) == 7.0
+    crowded = marker_size((900, 1320), 950, 560)
+    assert 3.0 <= crowded <= 5.5 and marker_size((900, 1320), 950, 1000) > crowded
+    assert marker_size((4000, 4000), 100_000, 560) == 3.0
+    table = pd.DataFrame({"label": [1, 2], "y": [10.0, 50.0], "x": [20.0, 60.0]})
+    wide = map_figure(np.zeros((900, 1320, 3), np.uint8), table, display_width=1000)
+    square = map_figure(np.zeros((512, 512, 3), np.uint8), table, display_width=560)
+    assert wide.layout.height == int(1000 * 900 / 1320 + 80)
+    assert square.layout.height == 560 + 80
+    assert wide.data[1].marker.size == marker_size((900, 1320), 2, 1000)
+
+
+def test_full_width_map_layout_keeps_the_linked_selection():
+    at = _grain_app()
+    assert at.toggle(key="grains_map_wide").value is False  # square sample: side by side
+    at.toggle(key="grains_map_wide").set_value(True).run()
+    assert not at.exception
+    assert at.radio(key="grains_hist_kind").value == "logarea"
+    at.number_input(key="grains_pick_id").set_value(5).run()
+    assert not at.exception
+    assert any("1 grain(s) selected" in m.value for m in at.success)
 
 
 def test_grains_page_on_a_series_without_grain_model(monkeypatch):

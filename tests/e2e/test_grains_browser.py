@@ -78,7 +78,7 @@ def test_compare_models_and_linked_histogram(page):
     # Grains page: the comparison's random forest, pick the tallest histogram bar
     _nav(page, "Grains")
     expect(page.get_by_role("heading", name="Grains", exact=True)).to_be_visible(timeout=60_000)
-    hist = page.locator(".st-key-grains_hist_area .js-plotly-plot")
+    hist = page.locator(".st-key-grains_hist_logarea .js-plotly-plot")
     hist.locator(".bars path").first.wait_for(state="attached", timeout=60_000)
     page.locator(".st-key-grains_map .js-plotly-plot image").wait_for(
         state="attached", timeout=60_000

@@ -42,20 +42,33 @@ def overlay_rgb(
     return np.clip(out, 0, 255).astype(np.uint8)
 
 
+def marker_size(shape: tuple[int, int], n_grains: int, display_width: float) -> float:
+    """Diameter (screen px, 3-7) of the grain markers: about a quarter of the typical grain
+    spacing on screen, so that a thousand grains do not hide the map under their markers."""
+    h, w = shape
+    spacing = float(np.sqrt(h * w / max(n_grains, 1))) * display_width / max(w, 1)
+    return float(np.clip(spacing / 4.0, 3.0, 7.0))
+
+
 def map_figure(rgb: np.ndarray, table: pd.DataFrame | None, lines: bool = True,
-               height: int = 600) -> go.Figure:  # fmt: skip
-    """The grain map as a plotly image with test lines and one clickable marker per grain."""
+               height: int | None = None, display_width: float = 560) -> go.Figure:  # fmt: skip
+    """The grain map as a plotly image with test lines and one clickable marker per grain,
+    for a chart about ``display_width`` screen pixels wide (the height follows the image's
+    aspect unless given)."""
     h, w = rgb.shape[:2]
+    if height is None:
+        height = int(np.clip(display_width * h / max(w, 1) + 80, 300, 820))
     fig = go.Figure()
     fig.add_trace(go.Image(source=png_data_uri(rgb), x0=0, y0=0, dx=1, dy=1, hoverinfo="skip",
                            name="grain map"))  # fmt: skip
     if table is not None and len(table) and {"y", "x", "label"} <= set(table.columns):
+        size = marker_size((h, w), len(table), display_width)
         fig.add_trace(
             go.Scatter(
                 x=table["x"], y=table["y"], mode="markers", name="grains (click to select)",
                 customdata=table["label"].to_numpy(),
-                marker={"size": 7, "color": "rgba(255,255,255,0.55)",
-                        "line": {"width": 1, "color": "black"}},
+                marker={"size": size, "color": "rgba(255,255,255,0.55)",
+                        "line": {"width": 1 if size > 4 else 0.5, "color": "black"}},
                 hovertemplate="grain %{customdata}<extra></extra>",
             )
         )  # fmt: skip

@@ -197,7 +197,6 @@ def _grain_result(image, t, z, model_id, label, labels, ps, settings) -> dict:  
 def _grains_body(image, t, z, result, boundary, model_id) -> None:  # noqa: ANN001
     labels, table, summary, ps = (result["labels"], result["table"], result["summary"],
                                   result["pixel_size"])  # fmt: skip
-    lu, au = unit_labels(ps)
     summary_panel(summary, ps)
     fr = class_fractions(model_id, image, t, z)
     if fr is not None:
@@ -205,59 +204,88 @@ def _grains_body(image, t, z, result, boundary, model_id) -> None:  # noqa: ANN0
         st.dataframe(fr, hide_index=True, width="content")
 
     base = base_rgb(image, t, z)
-    n = int(labels.max())
-    col_map, col_plots = st.columns([1.35, 1])
-    with col_plots:
-        kinds = {"area": f"Area ({au})", "logarea": f"Area ({au}, log bins)",
-                 "ecd": f"Equivalent circle diameter ({lu})"}  # fmt: skip
-        kind = st.radio("Histogram", list(kinds), format_func=kinds.get, horizontal=True,
-                        key="grains_hist_kind")  # fmt: skip
-        acol, ecol = area_column(table, ps), ecd_column(table, ps)
-        sized = sized_grains(table, result["settings"]["edge"])
-        values = (
-            sized[ecol if kind == "ecd" else acol].to_numpy(float) if len(sized) else np.zeros(0)
-        )
-        log = kind == "logarea"
-        edges = histogram_bins(values, log=log)
-        fig = histogram_figure(values, edges, log, kinds[kind])
-        ev = st.plotly_chart(fig, key=f"grains_hist_{kind}", on_select="rerun",
-                             selection_mode=("points", "box"))  # fmt: skip
-        bins = sorted({int(p.get("point_index", p.get("point_number", -1)))
-                       for p in selection_points(ev)} - {-1})  # fmt: skip
-        ids = sized["label"].to_numpy()[grains_in_bins(values, edges, bins, log)] if bins else []
-        update_selection(f"hist_{kind}", [int(i) for i in ids])
-        st.plotly_chart(cumulative_figure(sized[acol].to_numpy(float) if len(sized) else [],
-                                          f"grain area ({au})"), key="grains_cdf")  # fmt: skip
-        if len(sized) < len(table):
-            st.caption(f"Histograms and sizes: the {len(sized)} grains not cut by the image "
-                       "edge. The planimetric count takes an edge grain as 1/2 and a corner "
-                       "grain as 1/4 (E112 §11).")  # fmt: skip
-    with col_map:
-        largest_n = st.slider("Highlight the largest grains", 0, min(20, max(n, 1)), 0,
-                              key="grains_largest")  # fmt: skip
-        largest = []
-        if largest_n and len(table):
-            largest = table.nlargest(largest_n, "area_px" if "area_px" in table else acol)["label"]
-        excluded = []
-        if "touches_border" in table.columns and result["settings"]["edge"] == "exclude":
-            excluded = table.loc[table["touches_border"].astype(bool), "label"].to_numpy()
-        selected = selected_ids()
-        rgb = overlay_rgb(base, labels, selected=selected, largest=list(largest), excluded=excluded)
-        ev = st.plotly_chart(map_figure(rgb, table), key="grains_map", on_select="rerun",
-                             selection_mode=("points", "box", "lasso"))  # fmt: skip
-        pts = selection_points(ev)
-        picked = []
-        for p in pts:
-            cd = p.get("customdata")
-            if cd is not None:
-                picked.append(int(cd[0] if isinstance(cd, (list, tuple)) else cd))
-        update_selection("map", picked)
-        st.caption(
-            f"{n} grains, each in its own colour; dotted cyan: the 10 horizontal and 10 "
-            "vertical Heyn test lines of the intercept count; "
-            + ("dimmed: edge grains excluded from the statistics; " if len(excluded) else "")
-            + "yellow: selected grains. Click a grain's marker, or box-select, to pick grains."
-        )
+    h, w = labels.shape
+    wide = st.toggle("Full-width map", value=w >= 1.2 * h, key="grains_map_wide",
+                     help="The map across the page, the histograms below it; on by default "
+                     "for images wider than tall.")  # fmt: skip
+    if wide:
+        box_map, box_plots = st.container(), st.container()
+        col_hist, col_cdf = box_plots.columns(2)
+    else:
+        box_map, box_plots = st.columns([1.35, 1])
+        col_hist = col_cdf = box_plots
+    # the histograms run first: a bar picked there highlights its grains on the map
+    with col_hist:
+        _histogram(table, ps, result["settings"]["edge"])
+    with col_cdf:
+        _cumulative(table, ps, result["settings"]["edge"])
+    with box_map:
+        _grain_map(base, labels, table, result["settings"]["edge"], 1000 if wide else 560)
     selection_panel(table)
     corrections_panel(labels, ps, base, None if model_id == TRUTH else boundary)
     exports_panel(result, base, image)
+
+
+def _histogram(table, ps: float | None, edge: str) -> None:  # noqa: ANN001
+    """Grain-size histogram; picking bars selects their grains."""
+    lu, au = unit_labels(ps)
+    kinds = {"logarea": f"Area ({au}, log bins)", "area": f"Area ({au})",
+             "ecd": f"Equivalent circle diameter ({lu})"}  # fmt: skip
+    kind = st.radio("Histogram", list(kinds), format_func=kinds.get, horizontal=True,
+                    key="grains_hist_kind")  # fmt: skip
+    acol, ecol = area_column(table, ps), ecd_column(table, ps)
+    sized = sized_grains(table, edge)
+    values = sized[ecol if kind == "ecd" else acol].to_numpy(float) if len(sized) else np.zeros(0)
+    log = kind == "logarea"
+    edges = histogram_bins(values, log=log)
+    ev = st.plotly_chart(histogram_figure(values, edges, log, kinds[kind]),
+                         key=f"grains_hist_{kind}", on_select="rerun",
+                         selection_mode=("points", "box"))  # fmt: skip
+    bins = sorted({int(p.get("point_index", p.get("point_number", -1)))
+                   for p in selection_points(ev)} - {-1})  # fmt: skip
+    ids = sized["label"].to_numpy()[grains_in_bins(values, edges, bins, log)] if bins else []
+    update_selection(f"hist_{kind}", [int(i) for i in ids])
+
+
+def _cumulative(table, ps: float | None, edge: str) -> None:  # noqa: ANN001
+    """Cumulative size distribution, and which grains the sizes count."""
+    _, au = unit_labels(ps)
+    sized = sized_grains(table, edge)
+    acol = area_column(table, ps)
+    st.plotly_chart(cumulative_figure(sized[acol].to_numpy(float) if len(sized) else [],
+                                      f"grain area ({au})"), key="grains_cdf")  # fmt: skip
+    if len(sized) < len(table):
+        st.caption(f"Histograms and sizes: the {len(sized)} grains not cut by the image "
+                   "edge. The planimetric count takes an edge grain as 1/2 and a corner "
+                   "grain as 1/4 (E112 §11).")  # fmt: skip
+
+
+def _grain_map(base: np.ndarray, labels: np.ndarray, table, edge: str,  # noqa: ANN001
+               display_width: float) -> None:  # fmt: skip
+    """The grain map with the largest, selected and excluded grains; clicking or
+    box-selecting markers selects grains."""
+    n = int(labels.max())
+    largest_n = st.slider("Highlight the largest grains", 0, min(20, max(n, 1)), 0,
+                          key="grains_largest")  # fmt: skip
+    largest = []
+    if largest_n and len(table):
+        largest = table.nlargest(largest_n, area_column(table, None))["label"]
+    excluded = []
+    if "touches_border" in table.columns and edge == "exclude":
+        excluded = table.loc[table["touches_border"].astype(bool), "label"].to_numpy()
+    rgb = overlay_rgb(base, labels, selected=selected_ids(), largest=list(largest),
+                      excluded=excluded)  # fmt: skip
+    ev = st.plotly_chart(map_figure(rgb, table, display_width=display_width), key="grains_map",
+                         on_select="rerun", selection_mode=("points", "box", "lasso"))  # fmt: skip
+    picked = []
+    for p in selection_points(ev):
+        cd = p.get("customdata")
+        if cd is not None:
+            picked.append(int(cd[0] if isinstance(cd, (list, tuple)) else cd))
+    update_selection("map", picked)
+    st.caption(
+        f"{n} grains, each in its own colour; dotted cyan: the 10 horizontal and 10 "
+        "vertical Heyn test lines of the intercept count; "
+        + ("dimmed: edge grains excluded from the statistics; " if len(excluded) else "")
+        + "yellow: selected grains. Click a grain's marker, or box-select, to pick grains."
+    )
