@@ -90,7 +90,17 @@ with tab_gallery:
                 st.rerun()
 with tab_upload:
     from microseg.io import supported_suffixes
+    from microseg.tasks import TASKS
 
+    shows = {"nuclei": "Nuclei or cells", "grains": "Grains (a polycrystal micrograph)",
+             "semantic": "Other regions"}  # fmt: skip
+    if st.session_state.get("upload_task") != state.get("task"):
+        st.session_state["upload_task"] = state.get("task")  # follows samples and Annotate
+    st.radio("The image shows", [k for k in shows if k in TASKS], format_func=shows.get,
+             horizontal=True, key="upload_task",
+             on_change=lambda: state.switch_task(st.session_state["upload_task"]),
+             help="Sets the classes you paint on the Annotate page (background and nucleus, "
+             "or grain interior and grain boundary); you can change them there.")  # fmt: skip
     up = st.file_uploader(
         "PNG, JPEG, TIFF / OME-TIFF / ImageJ stacks (8/16/32-bit, float), CZI",
         type=[s.lstrip(".") for s in supported_suffixes()],
@@ -98,7 +108,7 @@ with tab_upload:
     )
     if up is not None and st.session_state.get("last_upload") != (up.name, up.size):
         st.session_state["last_upload"] = (up.name, up.size)
-        if loading.load_upload_into_state(up.name, up.getvalue()):
+        if loading.load_upload_into_state(up.name, up.getvalue(), st.session_state["upload_task"]):
             st.session_state["opened_message"] = f"Opened upload: {up.name}"
         st.rerun()
 

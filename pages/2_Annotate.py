@@ -25,10 +25,7 @@ with st.sidebar:
         key="task_select",
         help="Sets the default classes and how results are used.",
     )
-    if task != state.get("task"):
-        state.put("task", task)
-        state.reset_classes(task)
-        annotate.refresh_canvas()
+    state.switch_task(task)
     t = 0
     if image.n_frames > 1:
         t = st.slider("Frame", 0, image.n_frames - 1, 0, key="annot_t")

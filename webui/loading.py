@@ -61,17 +61,17 @@ def load_sample_into_state(key: str) -> bool:
         for t, frame in enumerate(frames):
             if frame.any():
                 state.set_strokes(t, frame.astype("uint8"), remember=False)
-    if sample.task in ("nuclei", "grains") and state.get("task") != sample.task:
-        state.put("task", sample.task)
-        state.reset_classes(sample.task)
+    if sample.task in ("nuclei", "grains"):
+        state.switch_task(sample.task)
     workspace.remember_image(
         workspace.sample_bytes(key), sample.title, {"kind": "sample", "key": key}
     )
     return True
 
 
-def load_upload_into_state(name: str, data: bytes) -> bool:
-    """Read an uploaded file as the current image. Returns False on error (shown)."""
+def load_upload_into_state(name: str, data: bytes, task: str | None = None) -> bool:
+    """Read an uploaded file as the current image, for ``task`` when given (its default
+    classes). Returns False on error (shown)."""
     from microseg.io import read_image
 
     try:
@@ -83,5 +83,7 @@ def load_upload_into_state(name: str, data: bytes) -> bool:
         state.put("load_error", f"{name} could not be read as an image ({type(exc).__name__}).")
         return False
     state.set_image(image, {"kind": "upload", "name": name})
+    if task:
+        state.switch_task(task)
     workspace.remember_image(data, name, {"kind": "upload"})
     return True

@@ -90,6 +90,17 @@ def reset_classes(task: str) -> None:
     ]
 
 
+def switch_task(task: str) -> None:
+    """Make ``task`` the current task with its default classes (nothing when it already is)."""
+    if task == st.session_state.get("task"):
+        return
+    task_spec(task)  # an unknown task raises before anything changes
+    st.session_state["task"] = task
+    reset_classes(task)
+    st.session_state["canvas_gen"] = st.session_state.get("canvas_gen", 0) + 1
+    st.session_state["canvas_base"] = {}
+
+
 def set_image(image: MicroImage, source: dict, ground_truth: dict | None = None) -> None:
     """Make ``image`` the current image; results of the previous image are dropped."""
     digest = hashlib.sha1(

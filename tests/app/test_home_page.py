@@ -50,6 +50,26 @@ def test_upload_16bit_multipage_tiff():
     assert image.dtype == np.uint16
 
 
+def test_upload_for_grains_gives_the_grain_classes():
+    at = new_app()
+    assert at.radio(key="upload_task").value == "nuclei"  # the session's task
+    at.radio(key="upload_task").set_value("grains").run()
+    image = np.random.default_rng(0).integers(0, 255, (64, 80, 3), dtype=np.uint8)
+    at.file_uploader(key="upload").set_value(("steel.tif", _tiff_bytes(image), "image/tiff"))
+    at.run()
+    assert not at.exception and not at.error
+    assert at.session_state["task"] == "grains"
+    names = [c["name"] for c in at.session_state["classes"]]
+    assert names == ["grain interior", "grain boundary"]
+    # a change of mind after the upload applies too
+    at.radio(key="upload_task").set_value("nuclei").run()
+    assert [c["name"] for c in at.session_state["classes"]] == ["background", "nucleus"]
+    # opening a grain sample sets the task, and the choice follows it
+    at.button(key="open_synthetic-grains").click().run()
+    assert at.session_state["task"] == "grains"
+    assert at.radio(key="upload_task").value == "grains"
+
+
 @pytest.mark.parametrize(
     "name,payload",
     [

@@ -245,9 +245,7 @@ def compare_page() -> None:
             gt = state.get("ground_truth") or {}
             lab = gt.get("labels") if np.ndim(gt.get("labels")) == 2 else None
             state.set_strokes(t, strokes_from_truth(b_gt, lab))
-            if state.get("task") != "grains":
-                state.put("task", "grains")
-                state.reset_classes("grains")
+            state.switch_task("grains")
             st.rerun()
         st.page_link(
             "pages/2_Annotate.py",
