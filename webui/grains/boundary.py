@@ -82,8 +82,7 @@ def boundary_probability(model_id: str, image: MicroImage, t: int, z: int) -> np
     pkey = _prediction_key(model_id, t, z, model)
     proba = preds.get(pkey)
     if proba is None or proba.shape[-2:] != image.shape_yx:
-        with st.spinner("Predicting grain boundaries ..."):
-            proba = np.asarray(model.predict_proba(image.frame(t, z)), np.float32)
+        proba = _predict_with_progress(model, image.frame(t, z))
         preds[pkey] = proba
     # the same array object while the prediction is unchanged: the grain map (and the
     # user's corrections on it) are keyed by it
@@ -94,6 +93,26 @@ def boundary_probability(model_id: str, image: MicroImage, t: int, z: int) -> np
         held = (proba, idx, proba[idx])
         views[pkey] = held
     return held[2]
+
+
+def _predict_with_progress(model: Any, plane: np.ndarray) -> np.ndarray:
+    """A model's class probabilities, with a progress bar where the model reports progress
+    (tiled U-Net inference) and a spinner otherwise."""
+    import inspect
+
+    text = "Predicting grain boundaries"
+    if "progress" not in inspect.signature(model.predict_proba).parameters:
+        with st.spinner(f"{text} ..."):
+            return np.asarray(model.predict_proba(plane), np.float32)
+    bar = st.progress(0.0, text=f"{text} ...")
+
+    def progress(frac: float) -> None:
+        bar.progress(min(max(float(frac), 0.0), 1.0), text=f"{text}: {100 * frac:.0f} %")
+
+    try:
+        return np.asarray(model.predict_proba(plane, progress=progress), np.float32)
+    finally:
+        bar.empty()
 
 
 def class_fractions(model_id: str, image: MicroImage, t: int, z: int) -> pd.DataFrame | None:

@@ -152,9 +152,7 @@ def grains_page() -> None:
         base_key = (state.get("image_id"), t, z, model_id, settings["method"],
                     settings["threshold"], settings["gaps"], settings["min_area_px"],
                     id(boundary))  # fmt: skip
-        labels = _current_labels(
-            base_key, lambda: make_grain_map(boundary, settings, from_truth=model_id == TRUTH)
-        )
+        labels = _current_labels(base_key, lambda: _build_map(boundary, settings, model_id))
         result = _grain_result(image, t, z, model_id, label, labels, ps, settings)
     except Exception as exc:  # noqa: BLE001 - one sentence, never a traceback
         st.error(one_sentence(exc, "Making the grain map"))
@@ -162,6 +160,11 @@ def grains_page() -> None:
     if ui().get("notice"):
         st.info(ui().pop("notice"))
     _grains_body(image, t, z, result, boundary, model_id)
+
+
+def _build_map(boundary: np.ndarray, settings: dict, model_id: str) -> np.ndarray:
+    with st.spinner("Building the grain map ..."):
+        return make_grain_map(boundary, settings, from_truth=model_id == TRUTH)
 
 
 def _grain_result(image, t, z, model_id, label, labels, ps, settings) -> dict:  # noqa: ANN001
