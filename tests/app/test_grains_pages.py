@@ -382,6 +382,7 @@ def test_compare_page_trains_both_models_on_example_strokes():
     assert 0 < rf["boundary F1 (2 px)"] <= 1
     assert np.isfinite(rf["KS distance (log area)"])
     assert any(m.label == "Boundary F1" for m in at.metric)
+    _check_compare_zip(res)
     # the comparison's models can be measured on the Grains page
     at.switch_page(GRAINS).run()
     label = "From the ML vs DL page: Classical ML (random forest)"
@@ -390,6 +391,34 @@ def test_compare_page_trains_both_models_on_example_strokes():
     assert not at.exception and not at.error
     n = int(at.session_state["grain_result"]["labels"].max())
     assert n == int(res["labels"]["classical"].max())
+
+
+def _check_compare_zip(res: dict) -> None:
+    """The comparison's ZIP holds each model's maps, the scores, the areas and the figure."""
+    from webui.grains.compare_exports import compare_zip
+
+    base = np.zeros((*res["labels"]["deep"].shape, 3), np.uint8)
+    zf = zipfile.ZipFile(io.BytesIO(compare_zip(res, base, "s", "sample.tif")))
+    names = set(zf.namelist())
+    for name in ("random_forest", "unet", "unet_from_scratch"):
+        assert {f"s_{name}_grains.tif", f"s_{name}_boundary.tif"} <= names
+    labels = tifffile.imread(io.BytesIO(zf.read("s_unet_grains.tif")))
+    np.testing.assert_array_equal(labels, res["labels"]["deep"])
+    proba = tifffile.imread(io.BytesIO(zf.read("s_random_forest_boundary.tif")))
+    assert proba.dtype == np.float32
+    np.testing.assert_allclose(proba, res["boundary"]["classical"])
+    scores = pd.read_csv(io.BytesIO(zf.read("s_compare_scores.csv")))
+    assert list(scores["grain map"]) == list(res["scores"]["grain map"])
+    areas = pd.read_csv(io.BytesIO(zf.read("s_compare_areas.csv")))
+    for name, a in res["areas"].items():
+        np.testing.assert_allclose(np.sort(areas.loc[areas["grain map"] == name, "area_px"]),
+                                   np.sort(a))  # fmt: skip
+    assert "area_um2" in areas.columns  # the sample has a pixel size
+    prov = json.loads(zf.read("s_compare.json"))
+    assert prov["microseg_version"] and prov["parameters"]["deep_learning_seconds"] == 2
+    assert set(prov["models"]) == {"random_forest", "unet", "unet_from_scratch"}
+    figure = Image.open(io.BytesIO(zf.read("s_compare.png")))
+    assert figure.size[0] > 3 * 420 and figure.size[1] > 2 * 420
 
 
 @pytest.mark.parametrize("page", [GRAINS, COMPARE])

@@ -18,6 +18,7 @@ from microseg.errors import InputError
 from microseg.image import MicroImage
 from webui import state
 from webui.grains.boundary import COMPARE_LABELS, boundary_index
+from webui.grains.compare_exports import compare_exports_panel
 from webui.grains.figures import compare_distribution_figure, overlay_rgb
 from webui.grains.measure import (
     make_grain_map,
@@ -308,6 +309,8 @@ def _compare_results(image: MicroImage, res: dict) -> None:
                                                         "grains excluded)"), key="cmp_dist")  # fmt: skip
     st.subheader("Scores")
     df = res["scores"].copy().round(3)
+    if not ps:  # no G without a pixel size: the caption below says so
+        df = df.drop(columns=["G planimetric", "G intercept"], errors="ignore")
     df = df.rename(columns={"mean intercept": f"mean intercept ({lu})"})
     st.dataframe(df, hide_index=True, key="cmp_scores")
     if not ps:
@@ -316,5 +319,6 @@ def _compare_results(image: MicroImage, res: dict) -> None:
         st.caption("Boundary F1 counts a boundary pixel as found when the other map has one "
                    "within 2 px; KS and Wasserstein distances compare each model's log grain-area "
                    "distribution with the ground truth's (0 = identical).")  # fmt: skip
+    compare_exports_panel(res, base, image.name)
     st.page_link("pages/5_Grains.py", label="Measure and correct these grain maps on the "
                  "Grains page", icon=":material/grain:")  # fmt: skip

@@ -45,11 +45,13 @@ def provenance_record(result: dict) -> dict:
     return rec
 
 
-def _jsonable(obj: Any) -> Any:
+def jsonable(obj: Any) -> Any:
+    """``obj`` with numpy values as Python ones, non-finite floats as None, other objects
+    as strings: ready for ``json.dumps``."""
     if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
+        return {str(k): jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
+        return [jsonable(v) for v in obj]
     if isinstance(obj, np.generic):
         obj = obj.item()
     if isinstance(obj, float) and not np.isfinite(obj):
@@ -57,14 +59,14 @@ def _jsonable(obj: Any) -> Any:
     if isinstance(obj, (str, int, float, bool)) or obj is None:
         return obj
     if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
+        return jsonable(obj.tolist())
     return str(obj)
 
 
 def summary_json(result: dict) -> bytes:
     """Summary JSON (with provenance) of a grain result."""
-    rec = dict(_jsonable(result["summary"]))
-    rec["provenance"] = _jsonable(provenance_record(result))
+    rec = dict(jsonable(result["summary"]))
+    rec["provenance"] = jsonable(provenance_record(result))
     return json.dumps(rec, indent=1).encode()
 
 
@@ -80,7 +82,7 @@ def grain_map_tiff(result: dict) -> bytes:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "grains.tif"
         write_tiff(path, arr, "YX", pixel_size_um=result["pixel_size"],
-                   metadata=_jsonable(provenance_record(result)), compression="zlib")  # fmt: skip
+                   metadata=jsonable(provenance_record(result)), compression="zlib")  # fmt: skip
         return path.read_bytes()
 
 
@@ -106,7 +108,8 @@ def _font(size: int):  # noqa: ANN202
     return font
 
 
-def _text(draw, xy: tuple[float, float], text: str, size: int, fill="black") -> None:  # noqa: ANN001
+def draw_text(draw, xy: tuple[float, float], text: str, size: int, fill="black") -> None:  # noqa: ANN001
+    """Draw ``text`` with a TrueType font when there is one (µ and ² spelled out otherwise)."""
     font = _font(size)
     draw.text(xy, text if font.unicode_ok else text.translate(_ASCII), fill=fill, font=font)
 
@@ -133,8 +136,8 @@ def report_png(result: dict, base: np.ndarray) -> bytes:
     canvas = Image.new("RGB", (side + 700, max(side, 620) + 90), "white")
     canvas.paste(im, (20, 70))
     draw = ImageDraw.Draw(canvas)
-    _text(draw, (20, 15), f"Grain size report: {result.get('image_name') or 'image'}", 24)
-    _text(draw, (20, 45), f"model: {result['model_label']}", 15, fill=(60, 60, 60))
+    draw_text(draw, (20, 15), f"Grain size report: {result.get('image_name') or 'image'}", 24)
+    draw_text(draw, (20, 45), f"model: {result['model_label']}", 15, fill=(60, 60, 60))
     # histogram of log area over the grains that enter the size statistics
     x0, y0, pw, ph = side + 110, 100, 540, 250
     col = area_column(table, ps)
@@ -154,15 +157,15 @@ def report_png(result: dict, base: np.ndarray) -> bytes:
     for val, txt in zip(*log_ticks(edges), strict=True):
         tx = x0 + pw * (val - edges[0]) / (edges[-1] - edges[0])
         draw.line([(tx, y0 + ph), (tx, y0 + ph + 5)], fill="black")
-        _text(draw, (tx - 8, y0 + ph + 8), txt, 13)
-    _text(draw, (x0, y0 + ph + 30), f"grain area ({au}, log scale)", 15)
-    _text(draw, (x0 - 30, y0 - 6), f"{top}", 13)
-    _text(draw, (x0 - 16, y0 + ph - 10), "0", 13)
+        draw_text(draw, (tx - 8, y0 + ph + 8), txt, 13)
+    draw_text(draw, (x0, y0 + ph + 30), f"grain area ({au}, log scale)", 15)
+    draw_text(draw, (x0 - 30, y0 - 6), f"{top}", 13)
+    draw_text(draw, (x0 - 16, y0 + ph - 10), "0", 13)
     what = "grains not cut by the image edge" if len(sized) < len(table) else "all grains"
-    _text(draw, (x0, y0 - 30), f"number of grains per size class ({what})", 15)
+    draw_text(draw, (x0, y0 - 30), f"number of grains per size class ({what})", 15)
     ty = y0 + ph + 70
     for line in summary_lines(summary, ps):
-        _text(draw, (x0, ty), line, 16)
+        draw_text(draw, (x0, ty), line, 16)
         ty += 24
     buf = io.BytesIO()
     canvas.save(buf, format="PNG")
@@ -194,7 +197,7 @@ def summary_lines(summary: dict, pixel_size: float | None) -> list[str]:
 def export_zip(result: dict, base: np.ndarray, stem: str) -> bytes:
     """All exports in one ZIP: grain map TIFF, table CSV (+ provenance JSON), summary, report."""
     buf = io.BytesIO()
-    prov = _jsonable(provenance_record(result))
+    prov = jsonable(provenance_record(result))
     table = result["table"]
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
         zf.writestr(f"{stem}_grains.tif", grain_map_tiff(result))
