@@ -433,3 +433,33 @@ def test_without_an_image_the_grain_samples_open_from_the_page(page):
     assert not at.exception
     assert at.session_state["image_source"]["key"] == "synthetic-grains"
     assert not any("Open a sample" in i.value for i in at.info)
+
+
+def _progress_script():
+    import numpy as np
+    import streamlit as st
+
+    from webui.grains.boundary import _predict_with_progress
+
+    class Plain:  # a random forest: no progress
+        def predict_proba(self, x):
+            return np.ones((2, *x.shape), np.float32)
+
+    class Tiled:  # a U-Net: reports progress
+        def predict_proba(self, x, progress=None):
+            progress(0.5)
+            return np.full((2, *x.shape), 0.25, np.float32)
+
+    slot = st.empty()
+    a = _predict_with_progress(Plain(), np.zeros((4, 4)), slot)
+    b = _predict_with_progress(Tiled(), np.zeros((4, 4)), slot)
+    st.markdown(f"sums {a.sum():g} {b.sum():g}")
+
+
+def test_prediction_progress_lives_in_its_slot_and_leaves_it_empty():
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_function(_progress_script).run()
+    assert not at.exception
+    assert at.markdown[0].value == "sums 32 8"
+    assert len(at.get("progress")) == 0 and len(at.get("spinner")) == 0

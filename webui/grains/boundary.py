@@ -56,8 +56,15 @@ def _prediction_key(model_id: str, t: int, z: int, model: Any = None) -> tuple:
     return key
 
 
-def boundary_probability(model_id: str, image: MicroImage, t: int, z: int) -> np.ndarray:
-    """Grain-boundary probability ``(Y, X)`` float32 of a plane (cached per model and plane)."""
+def boundary_probability(
+    model_id: str, image: MicroImage, t: int, z: int, slot: Any = None
+) -> np.ndarray:
+    """Grain-boundary probability ``(Y, X)`` float32 of a plane (cached per model and plane).
+
+    ``slot``: an ``st.empty()`` that shows the progress of a new prediction. The caller
+    makes it on every run, so that the page's elements keep their places (an element
+    that appears in one run only would shift the others and close open expanders).
+    """
     if model_id == TRUTH:
         cached = ui().get("truth_prob")
         if cached is None or cached[0] != state.get("image_id"):
@@ -82,7 +89,7 @@ def boundary_probability(model_id: str, image: MicroImage, t: int, z: int) -> np
     pkey = _prediction_key(model_id, t, z, model)
     proba = preds.get(pkey)
     if proba is None or proba.shape[-2:] != image.shape_yx:
-        proba = _predict_with_progress(model, image.frame(t, z))
+        proba = _predict_with_progress(model, image.frame(t, z), slot or st.empty())
         preds[pkey] = proba
     # the same array object while the prediction is unchanged: the grain map (and the
     # user's corrections on it) are keyed by it
@@ -95,24 +102,24 @@ def boundary_probability(model_id: str, image: MicroImage, t: int, z: int) -> np
     return held[2]
 
 
-def _predict_with_progress(model: Any, plane: np.ndarray) -> np.ndarray:
-    """A model's class probabilities, with a progress bar where the model reports progress
-    (tiled U-Net inference) and a spinner otherwise."""
+def _predict_with_progress(model: Any, plane: np.ndarray, slot: Any) -> np.ndarray:
+    """A model's class probabilities, with a progress bar in ``slot`` where the model
+    reports progress (tiled U-Net inference) and a spinner otherwise."""
     import inspect
 
     text = "Predicting grain boundaries"
     if "progress" not in inspect.signature(model.predict_proba).parameters:
-        with st.spinner(f"{text} ..."):
+        with slot, st.spinner(f"{text} ..."):
             return np.asarray(model.predict_proba(plane), np.float32)
-    bar = st.progress(0.0, text=f"{text} ...")
 
     def progress(frac: float) -> None:
-        bar.progress(min(max(float(frac), 0.0), 1.0), text=f"{text}: {100 * frac:.0f} %")
+        slot.progress(min(max(float(frac), 0.0), 1.0), text=f"{text}: {100 * frac:.0f} %")
 
+    slot.progress(0.0, text=f"{text} ...")
     try:
         return np.asarray(model.predict_proba(plane, progress=progress), np.float32)
     finally:
-        bar.empty()
+        slot.empty()
 
 
 def class_fractions(model_id: str, image: MicroImage, t: int, z: int) -> pd.DataFrame | None:

@@ -147,8 +147,9 @@ def grains_page() -> None:
         model_id = choices[label]
         ps = pixel_size_controls(image)
         settings = grain_settings(ps, from_truth=model_id == TRUTH)
+    progress_slot = st.empty()  # on every run, so the elements below keep their places
     try:
-        boundary = boundary_probability(model_id, image, t, z)
+        boundary = boundary_probability(model_id, image, t, z, progress_slot)
         base_key = (state.get("image_id"), t, z, model_id, settings["method"],
                     settings["threshold"], settings["gaps"], settings["min_area_px"],
                     id(boundary))  # fmt: skip
