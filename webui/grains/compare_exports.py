@@ -13,7 +13,7 @@ import pandas as pd
 import streamlit as st
 
 from webui.grains.boundary import COMPARE_LABELS
-from webui.grains.exports import draw_text, jsonable
+from webui.grains.exports import draw_text, jsonable, label_tiff, tiff_bytes
 from webui.grains.figures import overlay_rgb
 from webui.grains.shared import one_sentence
 
@@ -42,32 +42,6 @@ def areas_table(res: dict) -> pd.DataFrame:
     if res.get("pixel_size"):
         df["area_um2"] = df["area_px"] * float(res["pixel_size"]) ** 2
     return df
-
-
-def _label_tiff(labels: np.ndarray, pixel_size: float | None, meta: dict) -> bytes:
-    import tempfile
-    from pathlib import Path
-
-    from microseg.io import write_tiff
-
-    arr = labels.astype(np.uint16 if labels.max() <= 65535 else np.uint32)
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "map.tif"
-        write_tiff(path, arr, "YX", pixel_size_um=pixel_size, metadata=meta, compression="zlib")
-        return path.read_bytes()
-
-
-def _float_tiff(values: np.ndarray, pixel_size: float | None, meta: dict) -> bytes:
-    import tempfile
-    from pathlib import Path
-
-    from microseg.io import write_tiff
-
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "proba.tif"
-        write_tiff(path, np.asarray(values, np.float32), "YX", pixel_size_um=pixel_size,
-                   metadata=meta, compression="zlib")  # fmt: skip
-        return path.read_bytes()
 
 
 def compare_png(res: dict, base: np.ndarray, image_name: str | None) -> bytes:
@@ -134,8 +108,11 @@ def compare_zip(res: dict, base: np.ndarray, stem: str, image_name: str | None) 
         for key, lab in res["labels"].items():
             meta = dict(prov, grain_map=COMPARE_LABELS[key])
             name = FILE_KEYS[key]
-            zf.writestr(f"{stem}_{name}_grains.tif", _label_tiff(lab, ps, meta))
-            zf.writestr(f"{stem}_{name}_boundary.tif", _float_tiff(res["boundary"][key], ps, meta))
+            zf.writestr(f"{stem}_{name}_grains.tif", label_tiff(lab, ps, meta))
+            zf.writestr(
+                f"{stem}_{name}_boundary.tif",
+                tiff_bytes(np.asarray(res["boundary"][key], np.float32), ps, meta),
+            )
     return buf.getvalue()
 
 

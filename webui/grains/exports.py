@@ -70,20 +70,30 @@ def summary_json(result: dict) -> bytes:
     return json.dumps(rec, indent=1).encode()
 
 
-def grain_map_tiff(result: dict) -> bytes:
-    """The grain map as an ImageJ TIFF with pixel size and provenance."""
+def tiff_bytes(arr: np.ndarray, pixel_size_um: float | None, metadata: dict) -> bytes:
+    """``arr`` ``(Y, X)`` as a zlib-compressed ImageJ TIFF with pixel size and metadata."""
     import tempfile
     from pathlib import Path
 
     from microseg.io import write_tiff
 
-    labels = result["labels"]
-    arr = labels.astype(np.uint16 if labels.max() <= 65535 else np.uint32)
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "grains.tif"
-        write_tiff(path, arr, "YX", pixel_size_um=result["pixel_size"],
-                   metadata=jsonable(provenance_record(result)), compression="zlib")  # fmt: skip
+        path = Path(tmp) / "export.tif"
+        write_tiff(path, arr, "YX", pixel_size_um=pixel_size_um, metadata=metadata,
+                   compression="zlib")  # fmt: skip
         return path.read_bytes()
+
+
+def label_tiff(labels: np.ndarray, pixel_size_um: float | None, metadata: dict) -> bytes:
+    """A label image (uint16, uint32 above 65535 labels) as TIFF bytes, see :func:`tiff_bytes`."""
+    arr = labels.astype(np.uint16 if labels.max() <= 65535 else np.uint32)
+    return tiff_bytes(arr, pixel_size_um, metadata)
+
+
+def grain_map_tiff(result: dict) -> bytes:
+    """The grain map as an ImageJ TIFF with pixel size and provenance."""
+    meta = jsonable(provenance_record(result))
+    return label_tiff(result["labels"], result["pixel_size"], meta)
 
 
 _ASCII = str.maketrans({"µ": "u", "²": "^2", "–": "-", "§": "par. "})
