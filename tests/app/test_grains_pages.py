@@ -3,6 +3,7 @@ exports) and the ML-vs-DL page (example strokes, both models trained and scored)
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import zipfile
@@ -16,7 +17,13 @@ from scipy import ndimage as ndi
 
 from tests.apphelpers import new_app
 from webui.grains.exports import export_zip, summary_json
-from webui.grains.figures import grains_in_bins, histogram_bins, map_figure, marker_size
+from webui.grains.figures import (
+    display_image,
+    grains_in_bins,
+    histogram_bins,
+    map_figure,
+    marker_size,
+)
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -129,6 +136,22 @@ def test_grain_markers_shrink_with_crowding_and_the_map_keeps_its_aspect():
     assert wide.layout.height == int(1000 * 900 / 1320 + 80)
     assert square.layout.height == 560 + 80
     assert wide.data[1].marker.size == marker_size((900, 1320), 2, 1000)
+
+
+def test_a_large_map_is_shown_reduced_on_image_pixel_axes():
+    rgb = np.zeros((2000, 4500, 3), np.uint8)
+    rgb[:, 2::3] = 255  # a one-pixel line in every third column ...
+    shown, f = display_image(rgb)
+    assert f == 3 and shown.shape == (667, 1500, 3)
+    assert (shown == 85).all()  # ... stays visible as a third of its brightness
+    fig = map_figure(rgb, None)
+    im = fig.data[0]
+    assert (im.dx, im.dy, im.x0, im.y0) == (3, 3, 1.0, 1.0)  # block centres in image pixels
+    decoded = Image.open(io.BytesIO(base64.b64decode(im.source.split(",", 1)[1])))
+    assert decoded.size == (1500, 667)
+    assert fig.layout.xaxis.range == (0, 4500)
+    small, f1 = display_image(np.zeros((512, 512, 3), np.uint8))
+    assert f1 == 1 and small.shape == (512, 512, 3)
 
 
 def test_full_width_map_layout_keeps_the_linked_selection():

@@ -5,8 +5,10 @@ grains highlighted."""
 from __future__ import annotations
 
 import re
+import zipfile
 
 import pytest
+import tifffile
 from playwright.sync_api import expect
 
 from tests.e2e.browser import no_traceback, open_sample, settle, stroke
@@ -47,7 +49,7 @@ def _yellow_pixels(page, key: str) -> int:
     )
 
 
-def test_compare_models_and_linked_histogram(page):
+def test_compare_models_and_linked_histogram(page, tmp_path):
     open_sample(page, "synthetic-grains")
 
     # ML vs DL: example strokes from the ground truth, a 3 s U-Net budget, run both
@@ -74,6 +76,14 @@ def test_compare_models_and_linked_histogram(page):
     page.locator(".st-key-cmp_dist .js-plotly-plot").wait_for(timeout=30_000)
     _full_shot(page, "grains_compare.png")
     page.locator(".st-key-cmp_dist").screenshot(path=str(SHOTS / "grains_compare_dist.png"))
+    # the comparison's ZIP is made when clicked
+    with page.expect_download(timeout=120_000) as info:
+        page.get_by_role("button", name="Everything (ZIP)").click()
+    path = tmp_path / "compare.zip"
+    info.value.save_as(path)
+    names = set(zipfile.ZipFile(path).namelist())
+    for end in ("_unet_grains.tif", "_random_forest_boundary.tif", "_compare.png"):
+        assert any(n.endswith(end) for n in names), (end, names)
 
     # Grains page: the comparison's random forest, pick the tallest histogram bar
     _nav(page, "Grains")
@@ -123,6 +133,11 @@ def test_compare_models_and_linked_histogram(page):
     settle(page, 120_000)
     no_traceback(page)
     expect(page.get_by_test_id("stDataFrame").first).to_be_visible()  # the grain's row
+    with page.expect_download(timeout=60_000) as info:
+        page.get_by_role("button", name="Grain map (TIFF)").click()
+    path = tmp_path / "grains.tif"
+    info.value.save_as(path)
+    assert tifffile.imread(path).shape == (512, 512)
     assert not page.errors
 
 

@@ -15,7 +15,6 @@ import streamlit as st
 from webui.grains.boundary import COMPARE_LABELS
 from webui.grains.exports import draw_text, jsonable, label_tiff, tiff_bytes
 from webui.grains.figures import overlay_rgb
-from webui.grains.shared import one_sentence
 
 FILE_KEYS = {"classical": "random_forest", "deep": "unet", "scratch": "unet_from_scratch"}
 
@@ -122,17 +121,13 @@ def compare_exports_panel(res: dict, base: np.ndarray, image_name: str | None) -
 
     stem = image_stem(image_name or "") or "image"
     st.subheader("Export")
-    try:
-        figure = compare_png(res, base, image_name)
-        c = st.columns(3)
-        c[0].download_button("Scores (CSV)", res["scores"].to_csv(index=False),
-                             f"{stem}_compare_scores.csv", "text/csv", key="cmp_dl_csv")  # fmt: skip
-        c[1].download_button("Side-by-side figure (PNG)", figure, f"{stem}_compare.png",
-                             "image/png", key="cmp_dl_png")  # fmt: skip
-        c[2].download_button("Everything (ZIP)", compare_zip(res, base, stem, image_name),
-                             f"{stem}_compare.zip", "application/zip", key="cmp_dl_zip")  # fmt: skip
-        st.caption("The ZIP holds the scores, every grain's area per map, each model's grain "
-                   "map (label TIFF) and boundary probability (float TIFF), the figure, and "
-                   "the provenance (microseg version, models, training budget, pixel size).")  # fmt: skip
-    except Exception as exc:  # noqa: BLE001 - one sentence, never a traceback
-        st.error(one_sentence(exc, "Preparing the exports"))
+    c = st.columns(3)  # each file is made when its button is clicked
+    c[0].download_button("Scores (CSV)", lambda: res["scores"].to_csv(index=False),
+                         f"{stem}_compare_scores.csv", "text/csv", key="cmp_dl_csv")  # fmt: skip
+    c[1].download_button("Side-by-side figure (PNG)", lambda: compare_png(res, base, image_name),
+                         f"{stem}_compare.png", "image/png", key="cmp_dl_png")  # fmt: skip
+    c[2].download_button("Everything (ZIP)", lambda: compare_zip(res, base, stem, image_name),
+                         f"{stem}_compare.zip", "application/zip", key="cmp_dl_zip")  # fmt: skip
+    st.caption("The ZIP holds the scores, every grain's area per map, each model's grain "
+               "map (label TIFF) and boundary probability (float TIFF), the figure, and "
+               "the provenance (microseg version, models, training budget, pixel size).")  # fmt: skip

@@ -227,23 +227,23 @@ def exports_panel(result: dict, base: np.ndarray, image: MicroImage) -> None:
 
     stem = image_stem(image.name) or "image"
     st.subheader("Export")
-    try:
-        c = st.columns(5)
-        c[0].download_button("Grain map (TIFF)", grain_map_tiff(result), f"{stem}_grains.tif",
-                             "image/tiff", key="grains_dl_tif")  # fmt: skip
-        c[1].download_button("Grain table (CSV)", result["table"].to_csv(index=False),
-                             f"{stem}_grains.csv", "text/csv", key="grains_dl_csv")  # fmt: skip
-        c[2].download_button("Summary (JSON)", summary_json(result), f"{stem}_summary.json",
-                             "application/json", key="grains_dl_json")  # fmt: skip
-        report = report_png(result, base)
-        c[3].download_button("Report figure (PNG)", report, f"{stem}_report.png", "image/png",
-                             key="grains_dl_png")  # fmt: skip
-        c[4].download_button("Everything (ZIP)", export_zip(result, base, stem),
-                             f"{stem}_grains.zip", "application/zip", key="grains_dl_zip")  # fmt: skip
-        st.caption("The TIFF and the JSON files carry the provenance (microseg version, model, "
-                   "model file hash, settings, corrections); the ZIP adds the table's provenance "
-                   "sidecar.")  # fmt: skip
-        with st.expander("Preview the report figure"):
-            st.image(report, width="stretch")
-    except Exception as exc:  # noqa: BLE001
-        st.error(one_sentence(exc, "Preparing the exports"))
+    c = st.columns(5)
+    # made when clicked (a large map's ZIP or report takes a second to build)
+    c[0].download_button("Grain map (TIFF)", lambda: grain_map_tiff(result), f"{stem}_grains.tif",
+                         "image/tiff", key="grains_dl_tif")  # fmt: skip
+    c[1].download_button("Grain table (CSV)", lambda: result["table"].to_csv(index=False),
+                         f"{stem}_grains.csv", "text/csv", key="grains_dl_csv")  # fmt: skip
+    c[2].download_button("Summary (JSON)", lambda: summary_json(result), f"{stem}_summary.json",
+                         "application/json", key="grains_dl_json")  # fmt: skip
+    c[3].download_button("Report figure (PNG)", lambda: report_png(result, base),
+                         f"{stem}_report.png", "image/png", key="grains_dl_png")  # fmt: skip
+    c[4].download_button("Everything (ZIP)", lambda: export_zip(result, base, stem),
+                         f"{stem}_grains.zip", "application/zip", key="grains_dl_zip")  # fmt: skip
+    st.caption("The TIFF and the JSON files carry the provenance (microseg version, model, "
+               "model file hash, settings, corrections); the ZIP adds the table's provenance "
+               "sidecar.")  # fmt: skip
+    if st.toggle("Preview the report figure", key="grains_report_preview"):
+        try:
+            st.image(report_png(result, base), width="stretch")
+        except Exception as exc:  # noqa: BLE001 - one sentence, never a traceback
+            st.error(one_sentence(exc, "Preparing the report figure"))

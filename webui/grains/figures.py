@@ -12,6 +12,7 @@ from webui.render import instance_overlay
 
 SELECT_COLOUR = np.array([255, 230, 0], np.float32)
 N_TEST_LINES = 10
+MAX_DISPLAY_SIDE = 2048
 
 
 def test_lines(shape: tuple[int, int], n: int = N_TEST_LINES) -> list[tuple[str, float]]:
@@ -50,17 +51,31 @@ def marker_size(shape: tuple[int, int], n_grains: int, display_width: float) -> 
     return float(np.clip(spacing / 4.0, 3.0, 7.0))
 
 
+def display_image(rgb: np.ndarray, max_side: int = MAX_DISPLAY_SIDE) -> tuple[np.ndarray, int]:
+    """``rgb`` reduced by a whole factor (block mean) until its longer side is at most
+    ``max_side``, and the factor: a screen shows no more, and a smaller picture is sent
+    and drawn faster on every rerun."""
+    from PIL import Image
+
+    f = int(np.ceil(max(rgb.shape[:2]) / max_side))
+    if f <= 1:
+        return rgb, 1
+    return np.asarray(Image.fromarray(np.ascontiguousarray(rgb)).reduce(f)), f
+
+
 def map_figure(rgb: np.ndarray, table: pd.DataFrame | None, lines: bool = True,
                height: int | None = None, display_width: float = 560) -> go.Figure:  # fmt: skip
     """The grain map as a plotly image with test lines and one clickable marker per grain,
     for a chart about ``display_width`` screen pixels wide (the height follows the image's
-    aspect unless given)."""
+    aspect unless given). Axes are in image pixels; images over 2048 px are shown reduced."""
     h, w = rgb.shape[:2]
     if height is None:
         height = int(np.clip(display_width * h / max(w, 1) + 80, 300, 820))
+    shown, f = display_image(rgb)
     fig = go.Figure()
-    fig.add_trace(go.Image(source=png_data_uri(rgb), x0=0, y0=0, dx=1, dy=1, hoverinfo="skip",
-                           name="grain map"))  # fmt: skip
+    # pixel i of the reduced picture covers image pixels i*f .. i*f+f-1
+    fig.add_trace(go.Image(source=png_data_uri(shown, compress_level=1), x0=(f - 1) / 2,
+                           y0=(f - 1) / 2, dx=f, dy=f, hoverinfo="skip", name="grain map"))  # fmt: skip
     if table is not None and len(table) and {"y", "x", "label"} <= set(table.columns):
         size = marker_size((h, w), len(table), display_width)
         fig.add_trace(
