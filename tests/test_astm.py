@@ -194,3 +194,40 @@ def test_nist_steel_g_values(shared_data):
     for key in ("astm_g_planimetric", "astm_g_intercept", "astm_g_mean_area"):
         assert 9.7 < s[key] < 10.6, key
     assert abs(s["astm_g_planimetric"] - s["astm_g_intercept"]) < 0.25
+
+
+def test_pooled_summary_of_fields_follows_e112_field_statistics():
+    import pandas as pd
+
+    from microseg.astm import confidence_interval, g_from_intercept, g_from_na, pooled_summary
+
+    # three fields of one specimen at 0.5 µm/px as grain_summary reports them (N_A per mm²,
+    # test-line length in µm)
+    fields = [
+        {"n_grains": 100, "n_a": 4000.0, "n_intercepts": 80.0, "test_line_length": 500.0},
+        {"n_grains": 120, "n_a": 5000.0, "n_intercepts": 95.0, "test_line_length": 500.0},
+        {"n_grains": 90, "n_a": 4500.0, "n_intercepts": 85.0, "test_line_length": 500.0},
+    ]
+    table = pd.DataFrame({
+        "touches_border": [False, False, True],
+        "area_um2": [100.0, 300.0, 5.0],
+        "ecd_um": [11.0, 19.0, 2.0],
+    })  # fmt: skip
+    out = pooled_summary(fields, table, 0.5)
+    assert out["n_grains"] == 310 and out["n_planes"] == 3
+    assert out["mean_area"] == pytest.approx(200.0)  # interior grains only
+    assert out["n_a"] == pytest.approx(4500.0)
+    assert out["astm_g_planimetric"] == pytest.approx(g_from_na(4500.0))
+    st = confidence_interval(np.array([4000.0, 5000.0, 4500.0]))
+    lo, hi = out["astm_g_planimetric_ci"]
+    assert lo == pytest.approx(g_from_na(4500.0 - st.ci95))
+    assert hi == pytest.approx(g_from_na(4500.0 + st.ci95))
+    # the intercept pools the counts: 1500 µm of lines over 260 intercepts
+    assert out["mean_intercept"] == pytest.approx(1500.0 / 260.0)
+    assert out["astm_g_intercept"] == pytest.approx(g_from_intercept(1.5 / 260.0))
+    lo, hi = out["astm_g_intercept_ci"]
+    assert lo < out["astm_g_intercept"] < hi
+    # one field: a value, no interval
+    one = pooled_summary(fields[:1], table, 0.5)
+    assert one["astm_g_planimetric"] == pytest.approx(g_from_na(4000.0))
+    assert one["astm_g_planimetric_ci"] == [None, None]

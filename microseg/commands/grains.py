@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from microseg.astm import pooled_summary
 from microseg.commands.predict import (
     iter_planes,
     load_model_arg,
@@ -66,83 +67,6 @@ def _pixel_size(arg: float | None, image_ps: float | None) -> float | None:
             raise InputError(f"--pixel-size must be a positive number of µm, got {arg:g}.")
         return float(arg)
     return float(image_ps) if image_ps else None
-
-
-def pooled_summary(summaries: list[dict], table: pd.DataFrame, pixel_size: float | None) -> dict:
-    """Summary of several planes taken as fields of one specimen.
-
-    Sizes pool the grains of all planes (interior grains when there are any);
-    N_A is the mean of the planes' N_A and the intercept length is the total test
-    line length over the total intercept count; the 95 % CIs come from the
-    plane-to-plane variation (E112 §15).
-    """
-    from microseg.astm import (
-        confidence_interval,
-        g_from_intercept,
-        g_from_mean_area,
-        g_from_na,
-    )
-
-    def num(x: Any) -> float | None:
-        try:
-            x = float(x)
-        except (TypeError, ValueError):
-            return None
-        return x if math.isfinite(x) else None
-
-    inner = table[~table["touches_border"].astype(bool)] if len(table) else table
-    use = inner if len(inner) else table
-    area_col, ecd_col = ("area_um2", "ecd_um") if pixel_size else ("area_px", "ecd_px")
-    area = use[area_col].to_numpy(float) if len(use) else np.zeros(0)
-    ecd = use[ecd_col].to_numpy(float) if len(use) else np.zeros(0)
-    n_int = sum(num(s.get("n_intercepts")) or 0.0 for s in summaries)
-    length = sum(num(s.get("test_line_length")) or 0.0 for s in summaries)
-    mean_int = length / n_int if n_int > 0 else None
-    na = np.array([num(s.get("n_a")) for s in summaries if num(s.get("n_a")) is not None])
-    na_st = confidence_interval(na)
-    nl = np.array([
-        num(s["n_intercepts"]) / num(s["test_line_length"])
-        for s in summaries
-        if num(s.get("n_intercepts")) and num(s.get("test_line_length"))
-    ])  # fmt: skip
-    nl_st = confidence_interval(nl)
-    mm = pixel_size / 1000.0 if pixel_size else None
-
-    def bounds(mean: float, ci: float, to_g: Callable[[float], float]) -> list[float | None]:
-        if not mm or not math.isfinite(ci):
-            return [None, None]
-        return [to_g(mean - ci) if mean - ci > 0 else None, to_g(mean + ci)]
-
-    out: dict[str, Any] = {
-        "n_grains": int(sum(int(s.get("n_grains") or 0) for s in summaries)),
-        "n_planes": len(summaries),
-        "unit": "um" if pixel_size else "px",
-        "pixel_size_um": pixel_size,
-        "mean_area": num(area.mean()) if area.size else None,
-        "median_area": num(np.median(area)) if area.size else None,
-        "mean_ecd": num(ecd.mean()) if ecd.size else None,
-        "median_ecd": num(np.median(ecd)) if ecd.size else None,
-        "mean_intercept": num(mean_int),
-        "n_a": num(na_st.mean),
-        "astm_g_planimetric": None,
-        "astm_g_planimetric_ci": [None, None],
-        "astm_g_intercept": None,
-        "astm_g_intercept_ci": [None, None],
-        "astm_g_mean_area": None,
-    }
-    if mm:
-        if na_st.n and na_st.mean > 0:
-            out["astm_g_planimetric"] = g_from_na(na_st.mean)
-            out["astm_g_planimetric_ci"] = bounds(na_st.mean, na_st.ci95, g_from_na)
-        if mean_int:
-            out["astm_g_intercept"] = g_from_intercept(mean_int / 1000.0)
-            if nl_st.n:
-                # N_L per µm; a larger N_L is a larger G
-                lo, hi = bounds(nl_st.mean, nl_st.ci95, lambda v: g_from_intercept(1e-3 / v))
-                out["astm_g_intercept_ci"] = [lo, hi]
-        if area.size:
-            out["astm_g_mean_area"] = g_from_mean_area(float(area.mean()) * 1e-6)
-    return out
 
 
 def grain_map_options(args: argparse.Namespace) -> dict[str, Any]:
