@@ -486,3 +486,47 @@ def test_prediction_progress_lives_in_its_slot_and_leaves_it_empty():
     assert not at.exception
     assert at.markdown[0].value == "sums 32 8"
     assert len(at.get("progress")) == 0 and len(at.get("spinner")) == 0
+
+
+def test_fields_of_a_specimen_pool_into_one_g_with_a_field_to_field_ci():
+    at = _grain_app()
+    at.button(key="grains_field_add").click().run()
+    assert not at.exception and not at.error
+    fields = at.session_state["grain_fields"]
+    assert len(fields) == 1
+    g1 = at.session_state["grain_result"]["summary"]["astm_g_planimetric"]
+    assert fields[0]["summary"]["astm_g_planimetric"] == pytest.approx(g1)
+    assert any("One field" in c.value for c in at.caption)
+    # the same plane again replaces its field
+    at.button(key="grains_field_add").click().run()
+    assert len(at.session_state["grain_fields"]) == 1
+    assert any("Replaced the field" in s.value for s in at.success)
+
+    # a second micrograph (a quarter of the sample): no pixel size, so it cannot be added
+    img = np.asarray(at.session_state["image"].frame(0, 0))[:256, :256]
+    buf = io.BytesIO()
+    tifffile.imwrite(buf, img)
+    at.switch_page("pages/0_Home.py").run()
+    at.file_uploader(key="upload").set_value(("quarter.tif", buf.getvalue(), "image/tiff")).run()
+    at.switch_page(GRAINS).run()
+    at.button(key="grains_field_add").click().run()
+    assert "pixel size" in at.error[0].value
+    assert len(at.session_state["grain_fields"]) == 1  # kept across images
+    at.number_input(key="grains_px_size").set_value(0.5).run()
+    at.button(key="grains_field_add").click().run()
+    assert not at.exception and not at.error
+    fields = at.session_state["grain_fields"]
+    assert [f["image"] for f in fields][1] == "quarter.tif"
+    from microseg.astm import g_from_na
+
+    mean_na = np.mean([f["summary"]["n_a"] for f in fields])
+    assert _metric(at, "Fields") == "2"
+    assert float(_metric(at, "Specimen G planimetric")) == pytest.approx(
+        g_from_na(mean_na), abs=0.006
+    )
+    assert any("95 % CI" in c.value and "field to field" in c.value for c in at.caption)
+    assert any("E112 asks for at least 5" in c.value for c in at.caption)
+    # remove the first field
+    at.selectbox(key="grains_field_drop").set_value(1).run()
+    assert not at.exception
+    assert [f["image"] for f in at.session_state["grain_fields"]] == ["quarter.tif"]

@@ -1,8 +1,9 @@
 """The Grains page: boundary model and grain-map settings in the sidebar, then the grain
 map with its ASTM summary, linked histograms, selection, corrections and exports.
 
-Session state used: ``grains_ui`` (see :mod:`webui.grains.shared`) and ``grain_result``
-(the current grain map with its table and summary).
+Session state used: ``grains_ui`` (see :mod:`webui.grains.shared`), ``grain_result``
+(the current grain map with its table and summary) and ``grain_fields`` (see
+:mod:`webui.grains.specimen`).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ from webui.grains.measure import (
 )
 from webui.grains.selection import selected_ids, selection_panel, selection_points, update_selection
 from webui.grains.shared import base_rgb, frame_picker, one_sentence, ui
+from webui.grains.specimen import specimen_panel
 
 EDGE_MODES = {
     "exclude": "Exclude them from sizes and histograms",
@@ -227,6 +229,7 @@ def _grains_body(image, t, z, result, boundary, model_id) -> None:  # noqa: ANN0
         _grain_map(base, labels, table, result["settings"]["edge"], 1000 if wide else 560)
     selection_panel(table)
     corrections_panel(labels, ps, base, None if model_id == TRUTH else boundary)
+    specimen_panel(result)
     exports_panel(result, base, image)
 
 
