@@ -118,7 +118,11 @@ def _plain(obj: Any) -> Any:
 def specimen_panel(result: dict) -> None:
     """Add the current grain result as a field, list the fields and show the pooled G."""
     fields = state.get("grain_fields")
-    with st.expander(f"Specimen: several fields ({len(fields)} so far)", expanded=bool(fields)):
+    with st.expander(
+        f"Specimen: several fields ({len(fields)} so far)",
+        expanded=bool(fields),
+        key="grains_specimen_panel",
+    ):  # keyed: stays open when the page above changes
         st.caption(
             "ASTM E112 measures several fields chosen at random over the specimen (at least "
             f"{MIN_FIELDS}); G and its 95 % CI then come from the field-to-field variation. "
@@ -173,6 +177,8 @@ def _specimen_metrics(spec: dict, n: int) -> None:
         ci = spec.get(f"{key}_ci") or [None, None]
         if g is not None and None not in ci:
             col.caption(f"95 % CI {ci[0]:.2f} – {ci[1]:.2f} (field to field)")
+        elif g is not None and n >= 2:
+            col.caption("95 % CI: the fields differ too much to bound G")
     ra = [spec.get(k) for k in ("n_a_rel_accuracy_pct", "mean_intercept_rel_accuracy_pct")]
     if n < 2:
         st.caption("One field: G without a confidence interval; add more fields.")
