@@ -156,6 +156,8 @@ def test_paint_and_erase_boundaries_on_the_grain_map(page):
     settle(page, 120_000)
     no_traceback(page)
     n0 = _grain_count(page)
+    page.get_by_text(f"Grain table ({n0} grains)").click()  # stays open as the count changes
+    settle(page)
     page.get_by_text("Correct the grain map").click()
     settle(page)
     assert page.locator("canvas.upper-canvas").count() == 0  # no canvas until painting is on
@@ -173,6 +175,8 @@ def test_paint_and_erase_boundaries_on_the_grain_map(page):
     no_traceback(page)
     n1 = _grain_count(page)
     assert n1 > n0 + 2
+    expect(page.get_by_text(f"Grain table ({n1} grains)")).to_be_visible()
+    assert page.locator(".st-key-grains_table_panel details[open]").count() == 1
     page.locator(".st-key-grains_paint_mode").scroll_into_view_if_needed()
     page.screenshot(path=str(SHOTS / "grains_paint.png"), full_page=False)
 
