@@ -9,7 +9,9 @@ keys on, a schema version table) plus files beside it::
 
 A model may be linked to the images it was trained on or loaded for (table
 ``image_models``, with a role such as ``"trained"`` or ``"uploaded"``); an
-image also keeps the pixel size the user set for it. Databases of an older
+image also keeps the pixel size the user set for it. ``specimen_fields`` holds
+the measured fields of the specimen being built up (JSON records, in order; a
+field outlives the image it came from). Databases of an older
 schema are migrated in place when opened (see ``_MIGRATIONS``).
 
 Every file is written under a temporary name and moved into place with
@@ -40,7 +42,7 @@ import numpy as np
 
 from microseg.errors import InputError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 APPLICATION_ID = 0x6D736567  # "mseg": marks the database as a microseg workspace
 DB_NAME = "workspace.sqlite"
 _SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -97,6 +99,14 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
             PRIMARY KEY (image_id, model_id)
         )""",
         "CREATE INDEX image_models_model ON image_models(model_id)",
+    ),
+    2: (
+        """CREATE TABLE specimen_fields (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            image_id INTEGER REFERENCES images(id) ON DELETE SET NULL,
+            data TEXT NOT NULL,
+            added REAL NOT NULL
+        )""",
     ),
 }
 
@@ -709,6 +719,43 @@ class Workspace:
                     raise InputError(f"The workspace has no model {model_id}.")
                 con.execute("DELETE FROM models WHERE id = ?", (int(model_id),))
             (self.root / row["path"]).unlink(missing_ok=True)
+
+    # ---------------------------------------------------------- specimen fields
+
+    def save_specimen_fields(self, fields: list[dict[str, Any]]) -> None:
+        """Replace the stored fields of the specimen by ``fields`` (in order).
+
+        Each field is a JSON-serialisable dict; its ``image_id`` (optional) links it
+        to a stored image, and is set to None if that image is deleted.
+        """
+        rows = []
+        for f in fields:
+            image_id = f.get("image_id")
+            rows.append((None if image_id is None else int(image_id), _dumps(f)))
+        with self._lock, self._connect(write=True) as con:
+            known = {r[0] for r in con.execute("SELECT id FROM images")}
+            con.execute("DELETE FROM specimen_fields")
+            now = time.time()
+            for image_id, data in rows:
+                con.execute(
+                    "INSERT INTO specimen_fields (image_id, data, added) VALUES (?, ?, ?)",
+                    (image_id if image_id in known else None, data, now),
+                )
+
+    def specimen_fields(self) -> list[dict[str, Any]]:
+        """The stored fields of the specimen, in the order they were saved."""
+        with self._connect() as con:
+            rows = con.execute("SELECT image_id, data FROM specimen_fields ORDER BY id").fetchall()
+        out = []
+        for row in rows:
+            try:
+                f = json.loads(row["data"])
+            except json.JSONDecodeError:
+                continue  # a damaged record is skipped, the others are kept
+            if isinstance(f, dict):
+                f["image_id"] = row["image_id"]
+                out.append(f)
+        return out
 
     # ---------------------------------------------------------------- internals
 

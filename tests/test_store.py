@@ -448,3 +448,26 @@ def test_database_of_a_newer_schema_is_refused_untouched(tmp_path):
     con = sqlite3.connect(tmp_path / DB_NAME)
     assert con.execute("SELECT version FROM schema_version").fetchone()[0] == SCHEMA_VERSION + 1
     con.close()
+
+
+def test_specimen_fields_round_trip_in_order_and_outlive_their_image(tmp_path):
+    ws = Workspace.open(tmp_path)
+    a = ws.add_image(b"field one", "a.png")
+    b = ws.add_image(b"field two", "b.png")
+    fields = [
+        {"image_id": a.id, "image": "a.png", "summary": {"n_a": 1000.0, "g": None}},
+        {"image_id": b.id, "image": "b.png", "sizes": {"area_um2": [1.5, 2.0]}},
+        {"image_id": 999, "image": "gone.png"},  # an unknown image is not linked
+    ]
+    ws.save_specimen_fields(fields)
+    back = Workspace.open(tmp_path).specimen_fields()
+    assert [f["image"] for f in back] == ["a.png", "b.png", "gone.png"]
+    assert back[0]["summary"] == {"n_a": 1000.0, "g": None}
+    assert back[1]["sizes"]["area_um2"] == [1.5, 2.0]
+    assert [f["image_id"] for f in back] == [a.id, b.id, None]
+    ws.delete_image(a.id)  # the field stays, unlinked
+    assert [f["image_id"] for f in ws.specimen_fields()] == [None, b.id, None]
+    ws.save_specimen_fields(back[1:2])  # saving replaces
+    assert [f["image"] for f in ws.specimen_fields()] == ["b.png"]
+    ws.save_specimen_fields([])
+    assert ws.specimen_fields() == []

@@ -34,7 +34,7 @@ DEFAULTS: dict[str, Any] = {
     "compare_result": None,
     "nuclei_ui": {},  # free-form state of the Nuclei page (selections, edits)
     "grains_ui": {},  # free-form state of the Grains and ML-vs-DL pages
-    "grain_fields": [],  # fields of one specimen (webui.grains.specimen); kept across images
+    "grain_fields": None,  # fields of one specimen (webui.grains.specimen); None: not loaded
     "canvas_gen": 0,  # bumped to remount the canvas after strokes change outside it
     "canvas_base": {},  # canvas key -> strokes of the region when the canvas was created
     "feature_cache": {},  # (image_id, t, feature key) -> (F, Y, X) float32 features

@@ -229,6 +229,31 @@ def save_pixel_size() -> bool:
     return True
 
 
+def load_specimen_fields() -> list[dict] | None:
+    """The specimen's fields saved in the workspace (None when it cannot be used)."""
+    ws = workspace()
+    if ws is None:
+        return None
+    try:
+        return ws.specimen_fields()
+    except InputError as exc:
+        _failed(exc)
+        return None
+
+
+def save_specimen_fields(records: list[dict]) -> bool:
+    """Replace the specimen's fields in the workspace by ``records`` (JSON dicts)."""
+    ws = workspace()
+    if ws is None:
+        return False
+    try:
+        ws.save_specimen_fields(records)
+    except InputError as exc:
+        _failed(exc)
+        return False
+    return True
+
+
 def keep_model(
     model: Segmenter,
     role: str,

@@ -526,7 +526,14 @@ def test_fields_of_a_specimen_pool_into_one_g_with_a_field_to_field_ci():
     )
     assert any("95 % CI" in c.value and "field to field" in c.value for c in at.caption)
     assert any("E112 asks for at least 5" in c.value for c in at.caption)
+    # the fields are kept in the workspace: a new session (a refresh) has them
+    again = _grain_app()
+    restored = again.session_state["grain_fields"]
+    assert [f["image"] for f in restored] == [f["image"] for f in fields]
+    pd.testing.assert_frame_equal(restored[1]["table"], fields[1]["table"], check_dtype=False)
+    assert _metric(again, "Specimen G planimetric") == _metric(at, "Specimen G planimetric")
     # remove the first field
     at.selectbox(key="grains_field_drop").set_value(1).run()
     assert not at.exception
     assert [f["image"] for f in at.session_state["grain_fields"]] == ["quarter.tif"]
+    assert [f["image"] for f in _grain_app().session_state["grain_fields"]] == ["quarter.tif"]

@@ -5,7 +5,8 @@ E112 asks for several fields chosen at random over the specimen; the 95 % confid
 interval of G then comes from the field-to-field variation, which one image cannot show.
 
 Session state used: ``grain_fields`` (a list of field entries; kept when another image
-is opened, since that is how fields are collected).
+is opened, since that is how fields are collected). The fields are also saved in the
+workspace, so a refresh or a restart keeps them.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ def field_entry(result: dict) -> dict:
     table = result["table"]
     cols = [c for c in TABLE_COLUMNS if c in table.columns]
     return {
+        "image_id": state.get("workspace_image"),
         "image": result.get("image_name") or "image",
         "frame": int(result["t"]),
         "slice": int(result["z"]),
@@ -97,6 +99,49 @@ def specimen_summary(fields: list[dict]) -> dict:
     return out
 
 
+def _record(entry: dict) -> dict:
+    """A field as a JSON dict for the workspace."""
+    from webui.grains.exports import jsonable
+
+    rec = {k: v for k, v in entry.items() if k != "table"}
+    rec["sizes"] = {c: entry["table"][c].tolist() for c in entry["table"].columns}
+    return jsonable(rec)
+
+
+def _entry(record: dict) -> dict | None:
+    """A field from its workspace record (None when it is not one)."""
+    try:
+        entry = {k: v for k, v in record.items() if k != "sizes"}
+        entry["table"] = pd.DataFrame(record["sizes"])
+        entry["pixel_size"] = float(entry["pixel_size"])
+        entry["frame"], entry["slice"] = int(entry["frame"]), int(entry["slice"])
+        if not isinstance(entry["summary"], dict) or not str(entry["image"]):
+            return None
+        return entry
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def current_fields() -> list[dict]:
+    """The specimen's fields: those of this session, else those saved in the workspace."""
+    fields = state.get("grain_fields")
+    if fields is None:
+        from webui import workspace
+
+        saved = workspace.load_specimen_fields() or []
+        fields = [e for e in (_entry(r) for r in saved) if e is not None]
+        state.put("grain_fields", fields)
+    return fields
+
+
+def set_fields(fields: list[dict]) -> None:
+    """Make ``fields`` the specimen's fields, in the session and in the workspace."""
+    from webui import workspace
+
+    state.put("grain_fields", fields)
+    workspace.save_specimen_fields([_record(f) for f in fields])
+
+
 def specimen_json(fields: list[dict]) -> bytes:
     """The specimen summary and its fields as JSON."""
     from microseg import __version__
@@ -117,7 +162,7 @@ def _plain(obj: Any) -> Any:
 
 def specimen_panel(result: dict) -> None:
     """Add the current grain result as a field, list the fields and show the pooled G."""
-    fields = state.get("grain_fields")
+    fields = current_fields()
     with st.expander(
         f"Specimen: several fields ({len(fields)} so far)",
         expanded=bool(fields),
@@ -135,13 +180,13 @@ def specimen_panel(result: dict) -> None:
             except InputError as exc:
                 st.error(str(exc))
             else:
-                state.put("grain_fields", new)
+                set_fields(new)
                 fields = new
                 name = result.get("image_name") or "image"
                 st.success(f"Replaced the field of {name}." if replaced
                            else f"Added field {len(new)}: {name}.")  # fmt: skip
         if fields and c2.button("Remove all fields", key="grains_field_clear"):
-            state.put("grain_fields", [])
+            set_fields([])
             fields = []
         if not fields:
             return
@@ -150,7 +195,7 @@ def specimen_panel(result: dict) -> None:
         drop = st.selectbox("Remove a field", [0, *df["field"]], key="grains_field_drop",
                             format_func=lambda i: "—" if i == 0 else f"field {i}")  # fmt: skip
         if drop:
-            state.put("grain_fields", [f for i, f in enumerate(fields, 1) if i != drop])
+            set_fields([f for i, f in enumerate(fields, 1) if i != drop])
             st.session_state.pop("grains_field_drop", None)
             st.rerun()
         try:
