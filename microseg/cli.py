@@ -166,6 +166,13 @@ def _build_parser() -> argparse.ArgumentParser:
         help="test-time augmentation for deep-learning models: average over the 8 flips "
         "and quarter turns (8x slower)",
     )
+    gr.add_argument(
+        "--specimen",
+        default=None,
+        metavar="NAME",
+        help="the images are fields of one specimen: also write DIR/NAME_specimen.json, "
+        "G pooled over every field with its field-to-field 95 %% CI (ASTM E112 §15)",
+    )
     gr.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
 
     b = sub.add_parser(

@@ -210,3 +210,32 @@ def test_grain_option_errors(sample, tmp_path, capsys, extra, says):
     assert rc == 2
     assert says in capsys.readouterr().err
     assert not (tmp_path / "bad" / "image_grains.tif").exists()
+
+
+def test_specimen_pools_every_field_of_every_image(sample, tmp_path, capsys):
+    from microseg.astm import g_from_na
+
+    d, model, _ = sample
+    img = tifffile.imread(d / "image.tif")
+    tifffile.imwrite(tmp_path / "a.tif", img[:256, :256])
+    tifffile.imwrite(tmp_path / "b.tif", np.stack([img[256:, :256], img[256:, 256:]]),
+                     imagej=True, metadata={"axes": "TYX"})  # fmt: skip
+    out = tmp_path / "o"
+    args = ["grains", "--model", str(model), "--out", str(out), "--pixel-size", "0.5"]
+    assert main([*args, "--specimen", "steel-1", str(tmp_path / "a.tif"),
+                 str(tmp_path / "b.tif")]) == 0  # fmt: skip
+    spec = json.loads((out / "steel-1_specimen.json").read_text())
+    assert spec["n_fields"] == 3 and [f["field"] for f in spec["fields"]][0] == "a.tif"
+    per_field = [f["n_a"] for f in spec["fields"]]
+    assert spec["astm_g_planimetric"] == pytest.approx(g_from_na(np.mean(per_field)))
+    lo, hi = spec["astm_g_planimetric_ci"]
+    assert lo < spec["astm_g_planimetric"] < hi
+    assert spec["n_grains"] == sum(f["n_grains"] for f in spec["fields"])
+    assert spec["provenance"]["microseg_version"]
+    # the per-image outputs are written as without --specimen
+    assert (out / "a_summary.json").is_file() and (out / "b_summary.json").is_file()
+    # a name with a path in it is refused before anything is measured
+    bad = tmp_path / "bad"
+    assert main([*args[:4], str(bad), "--specimen", "../x", str(tmp_path / "a.tif")]) == 2
+    assert "--specimen must be a plain name" in capsys.readouterr().err
+    assert not (bad / "a_summary.json").exists()

@@ -15,6 +15,10 @@ every grain and writes:
   intervals, unit ("um" or "px"; G values are null without a pixel size) and the
   provenance. For a stack, ``planes`` holds the summary of each frame/slice and the
   top-level values pool all planes as fields of one specimen (E112 §15).
+
+With ``--specimen NAME`` every plane of every input is a field of one specimen, and
+``DIR/NAME_specimen.json`` holds their pooled summary (G with the field-to-field
+95 % CI) and one line per field.
 """
 
 from __future__ import annotations
@@ -113,9 +117,11 @@ def cmd_grains(args: argparse.Namespace, progress: Callable[[str], None]) -> dic
     if augment and model.metadata.get("kind") != "unet":
         raise InputError("Test-time augmentation needs a deep-learning (U-Net) model.")
     predict_kw = {"augment": True} if augment else {}
+    specimen = _specimen_name(getattr(args, "specimen", None))
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     results: list[dict[str, Any]] = []
+    fields: list[tuple[str, dict, pd.DataFrame, float | None]] = []
     for path in images:
         image = read_input(path)
         stem = image_stem(path)
@@ -137,6 +143,7 @@ def cmd_grains(args: argparse.Namespace, progress: Callable[[str], None]) -> dic
                 summary = {"frame": t, "slice": z, **summary}
             tables.append(table)
             summaries.append(summary)
+            fields.append((f"{path.name}{' ' + where if where else ''}", summary, table, ps))
         table = pd.concat(tables, ignore_index=True) if len(tables) > 1 else tables[0]
         summary = pooled_summary(summaries, table, ps) if stack else dict(summaries[0])
         if stack:
@@ -165,7 +172,47 @@ def cmd_grains(args: argparse.Namespace, progress: Callable[[str], None]) -> dic
             "input": str(path), "grains": str(gpath), "table": str(cpath), "summary": str(spath),
             "n_grains": summary["n_grains"], "astm_g_planimetric": g_p, "astm_g_intercept": g_i,
         })  # fmt: skip
-    return {"model": args.model, "outputs": results}
+    out: dict[str, Any] = {"model": args.model, "outputs": results}
+    if specimen:
+        prov = model_provenance(args.model, model, inputs=[str(p) for p in images],
+                                grain_map={"function": "microseg.grains.grain_map", **options},
+                                test_time_augmentation=augment)  # fmt: skip
+        path = out_dir / f"{specimen}_specimen.json"
+        path.write_text(json.dumps(_clean(specimen_record(fields, prov)), indent=1),
+                        encoding="utf-8")  # fmt: skip
+        out["specimen"] = str(path)
+        progress(f"specimen {specimen}: {len(fields)} field(s) written to {path.name}")
+    return out
+
+
+def _specimen_name(name: str | None) -> str | None:
+    if name is None:
+        return None
+    if not name.strip() or any(c in name for c in '/\\:*?"<>|'):
+        raise InputError(f"--specimen must be a plain name (no path characters), got '{name}'.")
+    return name.strip()
+
+
+def specimen_record(
+    fields: list[tuple[str, dict, pd.DataFrame, float | None]], provenance: dict
+) -> dict:
+    """Every plane of every image as one field of a specimen: the pooled summary
+    (:func:`microseg.astm.pooled_summary`) and one line per field."""
+    sizes = {ps for *_, ps in fields}
+    if None in sizes and len(sizes) > 1:
+        raise InputError(
+            "Some images have a pixel size and some do not; give --pixel-size so that "
+            "the fields of the specimen can be pooled."
+        )
+    table = pd.concat([t for _, _, t, _ in fields], ignore_index=True)
+    rec = pooled_summary([s for _, s, _, _ in fields], table, next(iter(sizes)))
+    rec.pop("n_planes", None)
+    rec["n_fields"] = len(fields)
+    rec["pixel_size_um"] = sorted(sizes) if None not in sizes else None
+    keys = ("n_grains", "n_a", "mean_intercept", "astm_g_planimetric", "astm_g_intercept")
+    rec["fields"] = [{"field": name, **{k: s.get(k) for k in keys}} for name, s, _, _ in fields]
+    rec["provenance"] = provenance
+    return rec
 
 
 def _clean(obj: Any) -> Any:
