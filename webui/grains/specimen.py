@@ -163,11 +163,10 @@ def _plain(obj: Any) -> Any:
 def specimen_panel(result: dict) -> None:
     """Add the current grain result as a field, list the fields and show the pooled G."""
     fields = current_fields()
+    # keyed: stays open when the page above it changes (pixel size, grain count)
     with st.expander(
-        f"Specimen: several fields ({len(fields)} so far)",
-        expanded=bool(fields),
-        key="grains_specimen_panel",
-    ):  # keyed: stays open when the page above changes
+        "Specimen: several fields", expanded=bool(fields), key="grains_specimen_panel"
+    ):
         st.caption(
             "ASTM E112 measures several fields chosen at random over the specimen (at least "
             f"{MIN_FIELDS}); G and its 95 % CI then come from the field-to-field variation. "
