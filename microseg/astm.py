@@ -322,6 +322,16 @@ def heyn_intercept(
     return Intercepts(n_total, l_total, mean_int, n_l, g, per, st, g_ci)
 
 
+def _size_stats(area: np.ndarray, ecd: np.ndarray) -> dict[str, float | None]:
+    """Mean and median grain area and equivalent circle diameter (None without grains)."""
+    return {
+        "mean_area": _f(area.mean()) if area.size else None,
+        "median_area": _f(np.median(area)) if area.size else None,
+        "mean_ecd": _f(ecd.mean()) if ecd.size else None,
+        "median_ecd": _f(np.median(ecd)) if ecd.size else None,
+    }
+
+
 def _f(x: float | None) -> float | None:
     if x is None:
         return None
@@ -390,10 +400,7 @@ def grain_summary(
         "n_interior_grains": int(inner.size),
         "unit": "um" if mm else "px",
         "pixel_size_um": _f(pixel_size_um),
-        "mean_area": _f(a_unit.mean()) if a_unit.size else None,
-        "median_area": _f(np.median(a_unit)) if a_unit.size else None,
-        "mean_ecd": _f(ecd.mean()) if ecd.size else None,
-        "median_ecd": _f(np.median(ecd)) if ecd.size else None,
+        **_size_stats(a_unit, ecd),
         "mean_intercept": _f(mean_intercept),
         "n_intercepts": _f(heyn.n_intercepts),
         "test_line_length": _f(heyn.total_length * (1000.0 if mm else 1.0)),
@@ -476,10 +483,7 @@ def pooled_summary(summaries: list[dict], table: pd.DataFrame, pixel_size: float
         "n_planes": len(summaries),
         "unit": "um" if pixel_size else "px",
         "pixel_size_um": pixel_size,
-        "mean_area": num(area.mean()) if area.size else None,
-        "median_area": num(np.median(area)) if area.size else None,
-        "mean_ecd": num(ecd.mean()) if ecd.size else None,
-        "median_ecd": num(np.median(ecd)) if ecd.size else None,
+        **_size_stats(area, ecd),
         "mean_intercept": num(mean_int),
         "n_a": num(na_st.mean),
         "astm_g_planimetric": None,
