@@ -526,6 +526,11 @@ def test_fields_of_a_specimen_pool_into_one_g_with_a_field_to_field_ci():
     )
     assert any("95 % CI" in c.value and "field to field" in c.value for c in at.caption)
     assert any("E112 asks for at least 5" in c.value for c in at.caption)
+    from microseg.astm import confidence_interval
+
+    ra = confidence_interval(np.array([f["summary"]["n_a"] for f in fields])).rel_accuracy_pct
+    assert any(f"Relative accuracy (planimetric / intercept): {ra:.1f} %" in c.value
+               for c in at.caption)  # fmt: skip
     # the fields are kept in the workspace: a new session (a refresh) has them
     again = _grain_app()
     restored = again.session_state["grain_fields"]

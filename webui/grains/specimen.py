@@ -91,9 +91,15 @@ def specimen_summary(fields: list[dict]) -> dict:
     table = pd.concat([f["table"] for f in fields], ignore_index=True)
     out = pooled_summary([f["summary"] for f in fields], table, fields[0]["pixel_size"])
     out["pixel_size_um"] = sorted({f["pixel_size"] for f in fields})
-    for key, name in (("n_a", "n_a"), ("mean_intercept", "mean_intercept")):
-        vals = np.array([f["summary"].get(key) for f in fields], dtype=float)
-        st95 = confidence_interval(vals)
+    # E112 §15 relative accuracy of the field values: N_A, and N_L = intercepts per length
+    summaries = [f["summary"] for f in fields]
+    per_field = {
+        "n_a": [s.get("n_a") for s in summaries],
+        "n_l": [(s.get("n_intercepts") or np.nan) / (s.get("test_line_length") or np.nan)
+                for s in summaries],
+    }  # fmt: skip
+    for name, values in per_field.items():
+        st95 = confidence_interval(np.array(values, dtype=float))
         if st95.n >= 2 and math.isfinite(st95.rel_accuracy_pct):
             out[f"{name}_rel_accuracy_pct"] = st95.rel_accuracy_pct
     return out
@@ -223,7 +229,7 @@ def _specimen_metrics(spec: dict, n: int) -> None:
             col.caption(f"95 % CI {ci[0]:.2f} – {ci[1]:.2f} (field to field)")
         elif g is not None and n >= 2:
             col.caption("95 % CI: the fields differ too much to bound G")
-    ra = [spec.get(k) for k in ("n_a_rel_accuracy_pct", "mean_intercept_rel_accuracy_pct")]
+    ra = [spec.get(k) for k in ("n_a_rel_accuracy_pct", "n_l_rel_accuracy_pct")]
     if n < 2:
         st.caption("One field: G without a confidence interval; add more fields.")
     elif n < MIN_FIELDS:
