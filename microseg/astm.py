@@ -434,8 +434,8 @@ def pooled_summary(summaries: list[dict], table: pd.DataFrame, pixel_size: float
 
     Sizes pool the grains of all fields (interior grains when there are any);
     N_A is the mean of the fields' N_A and the intercept length is the total test
-    line length over the total intercept count; the 95 % CIs come from the
-    field-to-field variation.
+    line length over the total intercept count; the 95 % CIs and the relative
+    accuracies come from the field-to-field variation of N_A and N_L.
 
     Parameters
     ----------
@@ -491,6 +491,8 @@ def pooled_summary(summaries: list[dict], table: pd.DataFrame, pixel_size: float
         "astm_g_intercept": None,
         "astm_g_intercept_ci": [None, None],
         "astm_g_mean_area": None,
+        "planimetric_rel_accuracy_pct": _f(na_st.rel_accuracy_pct),  # of the fields' N_A
+        "intercept_rel_accuracy_pct": _f(nl_st.rel_accuracy_pct),  # of the fields' N_L
     }
     if mm:
         if na_st.n and na_st.mean > 0:
@@ -505,3 +507,37 @@ def pooled_summary(summaries: list[dict], table: pd.DataFrame, pixel_size: float
         if area.size:
             out["astm_g_mean_area"] = g_from_mean_area(float(area.mean()) * 1e-6)
     return out
+
+
+def specimen_summary(fields: list[tuple[str, dict, pd.DataFrame, float | None]]) -> dict:
+    """Several images (or planes) as the fields of one specimen.
+
+    Parameters
+    ----------
+    fields : list of (name, summary, table, pixel size)
+        Each field's name, :func:`grain_summary`, grain table and pixel size (µm/px or
+        None; all fields need one, or none has one).
+
+    Returns
+    -------
+    dict
+        :func:`pooled_summary` of the fields with ``n_fields``, the fields' pixel
+        sizes (``pixel_size_um``, sorted) and ``fields``: name, grains, N_A, mean
+        intercept and both G of each field.
+    """
+    if not fields:
+        raise InputError("A specimen needs at least one field.")
+    sizes = {ps for *_, ps in fields}
+    if None in sizes and len(sizes) > 1:
+        raise InputError(
+            "Some fields have a pixel size and some do not; give every field its pixel "
+            "size so that they can be pooled."
+        )
+    table = pd.concat([t for _, _, t, _ in fields], ignore_index=True)
+    rec = pooled_summary([s for _, s, _, _ in fields], table, next(iter(sizes)))
+    rec.pop("n_planes", None)
+    rec["n_fields"] = len(fields)
+    rec["pixel_size_um"] = None if None in sizes else sorted(sizes)
+    keys = ("n_grains", "n_a", "mean_intercept", "astm_g_planimetric", "astm_g_intercept")
+    rec["fields"] = [{"field": name, **{k: s.get(k) for k in keys}} for name, s, _, _ in fields]
+    return rec

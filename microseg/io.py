@@ -889,15 +889,17 @@ def image_stem(path: str | os.PathLike) -> str:
     return stem or name
 
 
-def _jsonable(obj: Any) -> Any:
+def jsonable(obj: Any) -> Any:
+    """``obj`` ready for ``json.dumps``: numpy values as Python ones, NaN and inf as
+    None, other objects (paths ...) as strings; dicts, lists and arrays recursively."""
     if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
+        return {str(k): jsonable(v) for k, v in obj.items()}
     if isinstance(obj, list | tuple | set):
-        return [_jsonable(v) for v in obj]
+        return [jsonable(v) for v in obj]
     if isinstance(obj, np.ndarray):
-        return obj.tolist()
+        return jsonable(obj.tolist())
     if isinstance(obj, np.generic):
-        return obj.item()
+        obj = obj.item()
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
     if isinstance(obj, str | int | float | bool) or obj is None:
@@ -907,7 +909,7 @@ def _jsonable(obj: Any) -> Any:
 
 def _provenance(metadata: dict | None) -> dict:
     meta = {"microseg_version": __version__}
-    meta.update(_jsonable(metadata or {}))
+    meta.update(jsonable(metadata or {}))
     return meta
 
 

@@ -40,17 +40,17 @@ with st.sidebar:
     c2 = st
     if c1.button("Undo", key="annot_undo", help="Undo the last change of the strokes"):
         if state.undo_strokes():
-            annotate.refresh_canvas()
+            state.refresh_canvas()
     if c2.button(f"Clear all '{tool}' strokes", key="annot_clear_class", disabled=tool == "Eraser"):
         current = state.strokes_for(t)
         if current is not None:
             new = current.copy()
             new[new == names.index(tool) + 1] = 0
             state.set_strokes(t, new)
-            annotate.refresh_canvas()
+            state.refresh_canvas()
     if c3.button("Clear all", key="annot_clear_all"):
         state.set_strokes(t, None)
-        annotate.refresh_canvas()
+        state.refresh_canvas()
     with st.expander("Import / export labels"):
         up = st.file_uploader(
             "Label image (0 = unlabelled, k = class k)",

@@ -222,6 +222,7 @@ def test_pooled_summary_of_fields_follows_e112_field_statistics():
     lo, hi = out["astm_g_planimetric_ci"]
     assert lo == pytest.approx(g_from_na(4500.0 - st.ci95))
     assert hi == pytest.approx(g_from_na(4500.0 + st.ci95))
+    assert out["planimetric_rel_accuracy_pct"] == pytest.approx(st.rel_accuracy_pct)
     # the intercept pools the counts: 1500 µm of lines over 260 intercepts
     assert out["mean_intercept"] == pytest.approx(1500.0 / 260.0)
     assert out["astm_g_intercept"] == pytest.approx(g_from_intercept(1.5 / 260.0))
@@ -231,3 +232,23 @@ def test_pooled_summary_of_fields_follows_e112_field_statistics():
     one = pooled_summary(fields[:1], table, 0.5)
     assert one["astm_g_planimetric"] == pytest.approx(g_from_na(4000.0))
     assert one["astm_g_planimetric_ci"] == [None, None]
+
+
+def test_specimen_summary_names_its_fields_and_refuses_mixed_pixel_sizes():
+    import pandas as pd
+
+    from microseg.astm import specimen_summary
+    from microseg.errors import InputError
+
+    table = pd.DataFrame({"touches_border": [False], "area_px": [50.0], "ecd_px": [8.0],
+                          "area_um2": [12.5], "ecd_um": [4.0]})  # fmt: skip
+    a = {"n_grains": 10, "n_a": 100.0, "n_intercepts": 20.0, "test_line_length": 400.0}
+    b = {"n_grains": 12, "n_a": 120.0, "n_intercepts": 22.0, "test_line_length": 400.0}
+    rec = specimen_summary([("a.tif", a, table, 0.5), ("b.tif", b, table, 0.5)])
+    assert rec["n_fields"] == 2 and rec["pixel_size_um"] == [0.5]
+    assert [f["field"] for f in rec["fields"]] == ["a.tif", "b.tif"]
+    assert rec["n_a"] == pytest.approx(110.0) and rec["n_grains"] == 22
+    with pytest.raises(InputError, match="Some fields have a pixel size"):
+        specimen_summary([("a.tif", a, table, 0.5), ("b.tif", b, table, None)])
+    with pytest.raises(InputError):
+        specimen_summary([])

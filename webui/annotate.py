@@ -33,12 +33,6 @@ def canvas_key(t: int, region: tuple[int, int, int, int]) -> str:
     )
 
 
-def refresh_canvas() -> None:
-    """Remount the canvas so that it shows strokes changed outside it (undo, clear, import)."""
-    state.put("canvas_gen", state.get("canvas_gen") + 1)
-    state.put("canvas_base", {})
-
-
 def background(
     display_rgb: np.ndarray, strokes: np.ndarray | None, colours: list[str], size: tuple[int, int]
 ) -> Image.Image:
@@ -114,7 +108,7 @@ def import_labels(
     if labels.dtype.kind == "f" or labels.min() < 0 or labels.max() > n_classes:
         return f"A label image must hold integers 0..{n_classes} (0 = unlabelled, k = class k)."
     state.set_strokes(0, labels.astype(np.uint8))
-    refresh_canvas()
+    state.refresh_canvas()
     return None
 
 
@@ -159,7 +153,7 @@ def class_editor(task: str) -> None:
             st.rerun()
         if st.button("Reset to the task's defaults", key="cls_reset"):
             state.reset_classes(task)
-            refresh_canvas()
+            state.refresh_canvas()
             st.rerun()
     workspace.save_current_strokes()  # class names and colours of an annotated image
 
@@ -174,4 +168,4 @@ def _delete_class(index: int) -> None:
         new[new > k] -= 1
         state.get("strokes")[key] = new
     workspace.save_current_strokes()
-    refresh_canvas()
+    state.refresh_canvas()

@@ -98,6 +98,12 @@ def switch_task(task: str) -> None:
     task_spec(task)  # an unknown task raises before anything changes
     st.session_state["task"] = task
     reset_classes(task)
+    refresh_canvas()
+
+
+def refresh_canvas() -> None:
+    """Remount the Annotate canvas so that it shows strokes or classes changed outside it
+    (undo, clear, import, another task)."""
     st.session_state["canvas_gen"] = st.session_state.get("canvas_gen", 0) + 1
     st.session_state["canvas_base"] = {}
 

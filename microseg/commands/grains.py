@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from microseg.astm import pooled_summary
+from microseg.astm import pooled_summary, specimen_summary
 from microseg.commands.predict import (
     iter_planes,
     load_model_arg,
@@ -102,7 +102,7 @@ def measure_plane(
 def cmd_grains(args: argparse.Namespace, progress: Callable[[str], None]) -> dict:
     """Write the grain map, grain table and summary of every input image."""
     from microseg.exports import write_table_csv
-    from microseg.io import image_stem, write_tiff
+    from microseg.io import image_stem, jsonable, write_tiff
 
     images = [Path(p) for p in args.images]
     for p in images:
@@ -162,7 +162,7 @@ def cmd_grains(args: argparse.Namespace, progress: Callable[[str], None]) -> dic
         cpath, _ = write_table_csv(table, out_dir / f"{stem}_grains.csv", prov)
         summary["provenance"] = prov
         spath = out_dir / f"{stem}_summary.json"
-        spath.write_text(json.dumps(_clean(summary), indent=1), encoding="utf-8")
+        spath.write_text(json.dumps(jsonable(summary), indent=1), encoding="utf-8")
         g_p, g_i = summary.get("astm_g_planimetric"), summary.get("astm_g_intercept")
         progress(
             f"{path.name}: {summary['n_grains']} grains"
@@ -178,8 +178,8 @@ def cmd_grains(args: argparse.Namespace, progress: Callable[[str], None]) -> dic
                                 grain_map={"function": "microseg.grains.grain_map", **options},
                                 test_time_augmentation=augment)  # fmt: skip
         path = out_dir / f"{specimen}_specimen.json"
-        path.write_text(json.dumps(_clean(specimen_record(fields, prov)), indent=1),
-                        encoding="utf-8")  # fmt: skip
+        rec = {**specimen_summary(fields), "provenance": prov}
+        path.write_text(json.dumps(jsonable(rec), indent=1), encoding="utf-8")
         out["specimen"] = str(path)
         progress(f"specimen {specimen}: {len(fields)} field(s) written to {path.name}")
     return out
@@ -191,42 +191,3 @@ def _specimen_name(name: str | None) -> str | None:
     if not name.strip() or any(c in name for c in '/\\:*?"<>|'):
         raise InputError(f"--specimen must be a plain name (no path characters), got '{name}'.")
     return name.strip()
-
-
-def specimen_record(
-    fields: list[tuple[str, dict, pd.DataFrame, float | None]], provenance: dict
-) -> dict:
-    """Every plane of every image as one field of a specimen: the pooled summary
-    (:func:`microseg.astm.pooled_summary`) and one line per field."""
-    sizes = {ps for *_, ps in fields}
-    if None in sizes and len(sizes) > 1:
-        raise InputError(
-            "Some images have a pixel size and some do not; give --pixel-size so that "
-            "the fields of the specimen can be pooled."
-        )
-    table = pd.concat([t for _, _, t, _ in fields], ignore_index=True)
-    rec = pooled_summary([s for _, s, _, _ in fields], table, next(iter(sizes)))
-    rec.pop("n_planes", None)
-    rec["n_fields"] = len(fields)
-    rec["pixel_size_um"] = sorted(sizes) if None not in sizes else None
-    keys = ("n_grains", "n_a", "mean_intercept", "astm_g_planimetric", "astm_g_intercept")
-    rec["fields"] = [{"field": name, **{k: s.get(k) for k in keys}} for name, s, _, _ in fields]
-    rec["provenance"] = provenance
-    return rec
-
-
-def _clean(obj: Any) -> Any:
-    """JSON-ready: numpy scalars to Python, NaN/inf to null."""
-    if isinstance(obj, dict):
-        return {str(k): _clean(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_clean(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _clean(obj.tolist())
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    if isinstance(obj, Path):
-        return str(obj)
-    return obj

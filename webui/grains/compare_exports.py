@@ -12,8 +12,9 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from microseg.io import jsonable
 from webui.grains.boundary import COMPARE_LABELS
-from webui.grains.exports import draw_text, jsonable, label_tiff, tiff_bytes
+from webui.grains.exports import draw_text, label_tiff, tiff_bytes
 from webui.grains.figures import overlay_rgb
 
 FILE_KEYS = {"classical": "random_forest", "deep": "unet", "scratch": "unet_from_scratch"}

@@ -194,8 +194,9 @@ def corrections_panel(labels: np.ndarray, ps: float | None, base: np.ndarray,
     coordinates or grain ids, undo, discard."""
     g = ui()
     h, w = labels.shape
-    # open while corrections exist or after any (also after undoing the last one)
-    with st.expander("Correct the grain map", expanded=bool(g.get("edits") or g.get("corrected"))):
+    # keyed: an opened panel stays open through corrections, undo and changes above it
+    with st.expander("Correct the grain map", expanded=bool(g.get("edits")),
+                     key="grains_corrections_panel"):  # fmt: skip
         st.caption("Paint a missing boundary or erase a false one on the map; grains, table "
                    "and G update. Undo takes back the last correction.")  # fmt: skip
         painted = _paint_tool(labels, base, proba)
@@ -236,7 +237,6 @@ def corrections_panel(labels: np.ndarray, ps: float | None, base: np.ndarray,
         elif rm_at:
             op = {"kind": "remove_at", "x": int(px), "y": int(py)}
         if op is not None or undo or reset:
-            g["corrected"] = True  # the panel stays open, also after undoing the last one
             clear_report(PAINT_KEY)
         if op is not None:
             try:

@@ -6,13 +6,13 @@ from __future__ import annotations
 import io
 import json
 import zipfile
-from typing import Any
 
 import numpy as np
 import streamlit as st
 
 from microseg.errors import MicrosegError
 from microseg.image import MicroImage
+from microseg.io import jsonable
 from webui.grains.corrections import describe_edit
 from webui.grains.figures import histogram_bins, log_ticks, overlay_rgb, test_lines
 from webui.grains.measure import area_column, fmt_ci, sized_grains, summary_value, unit_labels
@@ -43,24 +43,6 @@ def provenance_record(result: dict) -> dict:
     if model.get("provenance"):
         rec["model_training"] = model["provenance"]
     return rec
-
-
-def jsonable(obj: Any) -> Any:
-    """``obj`` with numpy values as Python ones, non-finite floats as None, other objects
-    as strings: ready for ``json.dumps``."""
-    if isinstance(obj, dict):
-        return {str(k): jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [jsonable(v) for v in obj]
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and not np.isfinite(obj):
-        return None
-    if isinstance(obj, (str, int, float, bool)) or obj is None:
-        return obj
-    if isinstance(obj, np.ndarray):
-        return jsonable(obj.tolist())
-    return str(obj)
 
 
 def summary_json(result: dict) -> bytes:

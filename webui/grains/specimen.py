@@ -12,10 +12,7 @@ workspace, so a refresh or a restart keeps them.
 from __future__ import annotations
 
 import json
-import math
-from typing import Any
 
-import numpy as np
 import pandas as pd
 import streamlit as st
 
@@ -83,31 +80,16 @@ def fields_table(fields: list[dict]) -> pd.DataFrame:
 
 
 def specimen_summary(fields: list[dict]) -> dict:
-    """The pooled summary of the fields (sizes in µm; G with its field-to-field 95 % CI)."""
-    from microseg.astm import confidence_interval, pooled_summary
+    """The pooled summary of the fields (sizes in µm; G with its field-to-field 95 % CI),
+    see :func:`microseg.astm.specimen_summary`."""
+    from microseg.astm import specimen_summary as pooled
 
-    if not fields:
-        raise InputError("Add at least one field.")
-    table = pd.concat([f["table"] for f in fields], ignore_index=True)
-    out = pooled_summary([f["summary"] for f in fields], table, fields[0]["pixel_size"])
-    out["pixel_size_um"] = sorted({f["pixel_size"] for f in fields})
-    # E112 §15 relative accuracy of the field values: N_A, and N_L = intercepts per length
-    summaries = [f["summary"] for f in fields]
-    per_field = {
-        "n_a": [s.get("n_a") for s in summaries],
-        "n_l": [(s.get("n_intercepts") or np.nan) / (s.get("test_line_length") or np.nan)
-                for s in summaries],
-    }  # fmt: skip
-    for name, values in per_field.items():
-        st95 = confidence_interval(np.array(values, dtype=float))
-        if st95.n >= 2 and math.isfinite(st95.rel_accuracy_pct):
-            out[f"{name}_rel_accuracy_pct"] = st95.rel_accuracy_pct
-    return out
+    return pooled([(f["image"], f["summary"], f["table"], f["pixel_size"]) for f in fields])
 
 
 def _record(entry: dict) -> dict:
     """A field as a JSON dict for the workspace."""
-    from webui.grains.exports import jsonable
+    from microseg.io import jsonable
 
     rec = {k: v for k, v in entry.items() if k != "table"}
     rec["sizes"] = {c: entry["table"][c].tolist() for c in entry["table"].columns}
@@ -151,19 +133,14 @@ def set_fields(fields: list[dict]) -> None:
 def specimen_json(fields: list[dict]) -> bytes:
     """The specimen summary and its fields as JSON."""
     from microseg import __version__
+    from microseg.io import jsonable
 
     rec = {
         "microseg_version": __version__,
         "specimen": specimen_summary(fields),
-        "fields": json.loads(fields_table(fields).to_json(orient="records")),
+        "fields": fields_table(fields).to_dict(orient="records"),
     }
-    return json.dumps(rec, indent=1, default=_plain).encode()
-
-
-def _plain(obj: Any) -> Any:
-    if isinstance(obj, np.generic):
-        return obj.item()
-    return str(obj)
+    return json.dumps(jsonable(rec), indent=1).encode()
 
 
 def specimen_panel(result: dict) -> None:
@@ -229,7 +206,7 @@ def _specimen_metrics(spec: dict, n: int) -> None:
             col.caption(f"95 % CI {ci[0]:.2f} – {ci[1]:.2f} (field to field)")
         elif g is not None and n >= 2:
             col.caption("95 % CI: the fields differ too much to bound G")
-    ra = [spec.get(k) for k in ("n_a_rel_accuracy_pct", "n_l_rel_accuracy_pct")]
+    ra = [spec.get(k) for k in ("planimetric_rel_accuracy_pct", "intercept_rel_accuracy_pct")]
     if n < 2:
         st.caption("One field: G without a confidence interval; add more fields.")
     elif n < MIN_FIELDS:
