@@ -140,7 +140,8 @@ def _build_parser() -> argparse.ArgumentParser:
         "DIR/<stem>_grains.csv (one row per grain, touches_border column) and "
         "DIR/<stem>_summary.json (n_grains, mean_area, mean_ecd, mean_intercept, "
         "astm_g_planimetric, astm_g_intercept, confidence intervals, unit; G is null "
-        "without a pixel size).",
+        "without a pixel size). With --region or --drop-data-bar they cover that part of "
+        "the image, in its pixels; the summary's region gives its rows and columns.",
     )
     gr.add_argument("--model", required=True, help="MODEL file or builtin:grains")
     gr.add_argument("--out", required=True, type=Path)
@@ -167,6 +168,19 @@ def _build_parser() -> argparse.ArgumentParser:
         "and quarter turns (8x slower)",
     )
     gr.add_argument(
+        "--region",
+        default=None,
+        metavar="Y0:Y1,X0:X1",
+        help="measure only these rows and columns (Python slice rules: ':-64,:' leaves out "
+        "the bottom 64 rows)",
+    )
+    gr.add_argument(
+        "--drop-data-bar",
+        action="store_true",
+        help="find the data bar (text and scale bar in a strip at the bottom or top, as SEM "
+        "and camera software write it) and leave it out of the measurement",
+    )
+    gr.add_argument(
         "--specimen",
         default=None,
         metavar="NAME",
@@ -187,6 +201,11 @@ def _build_parser() -> argparse.ArgumentParser:
     b.add_argument("--task", choices=["nuclei", "grains", "semantic"], required=True)
     b.add_argument("--out", required=True, type=Path)
     b.add_argument("--pixel-size", type=float, default=None)
+    b.add_argument(
+        "--drop-data-bar",
+        action="store_true",
+        help="grains: leave each image's data bar (text and scale bar strip) out",
+    )
     b.add_argument("--scheduler", default=None, help="Dask scheduler address tcp://HOST:PORT")
     b.add_argument("inputs", nargs="+", metavar="INPUT", help="files, folders or globs")
 

@@ -239,3 +239,70 @@ def test_specimen_pools_every_field_of_every_image(sample, tmp_path, capsys):
     assert main([*args[:4], str(bad), "--specimen", "../x", str(tmp_path / "a.tif")]) == 2
     assert "--specimen must be a plain name" in capsys.readouterr().err
     assert not (bad / "a_summary.json").exists()
+
+
+@pytest.fixture(scope="module")
+def barred(sample, tmp_path_factory):
+    """The synthetic micrograph as 8-bit, with a 48-row data bar under it."""
+    from tests.test_roi import with_bar
+
+    d = tmp_path_factory.mktemp("barred")
+    img = tifffile.imread(sample[0] / "image.tif").astype(float)
+    lo, hi = np.percentile(img, [0.5, 99.5])
+    img8 = np.clip(1 + 253 * (img - lo) / (hi - lo), 1, 254).astype(np.uint8)
+    tifffile.imwrite(d / "clean.tif", img8)
+    tifffile.imwrite(d / "sem.tif", with_bar(img8, 48, 0, 255))
+    return d
+
+
+def test_drop_data_bar_measures_the_micrograph_only(sample, barred, tmp_path, capsys):
+    _, model, _ = sample
+    args = ["grains", "--model", str(model), "--pixel-size", "0.5"]
+    assert main([*args, "--out", str(tmp_path / "clean"), str(barred / "clean.tif")]) == 0
+    assert main([*args, "--out", str(tmp_path / "kept"), str(barred / "sem.tif")]) == 0
+    assert main([*args, "--out", str(tmp_path / "drop"), "--drop-data-bar",
+                 str(barred / "sem.tif")]) == 0  # fmt: skip
+    assert "data bar left out: a 50-row data bar at the bottom (rows 510-559)" in (
+        capsys.readouterr().err
+    )
+    labels = tifffile.imread(tmp_path / "drop" / "sem_grains.tif")
+    assert labels.shape == (510, 512)
+    summary = json.loads((tmp_path / "drop" / "sem_summary.json").read_text())
+    assert summary["region"] == {"y0": 0, "y1": 510, "x0": 0, "x1": 512,
+                                 "source": "data bar left out: a 50-row data bar at the "
+                                 "bottom (rows 510-559)", "image_shape": [560, 512]}  # fmt: skip
+    table = pd.read_csv(tmp_path / "drop" / "sem_grains.csv", comment="#")
+    assert table["y"].max() < 510
+    n = {k: json.loads((tmp_path / k / f"{s}_summary.json").read_text())["n_grains"]
+         for k, s in (("clean", "clean"), ("kept", "sem"), ("drop", "sem"))}  # fmt: skip
+    # the bar's text makes grains of its own; without it the count is the clean image's
+    # (less the grains that lay only in the 2-row margin)
+    assert n["kept"] > n["clean"] + 3
+    assert abs(n["drop"] - n["clean"]) <= 3
+    whole = json.loads((tmp_path / "kept" / "sem_summary.json").read_text())["region"]
+    assert whole["source"] == "whole image" and whole["y1"] == 560
+
+
+def test_region_option(sample, barred, tmp_path, capsys):
+    _, model, _ = sample
+    args = ["grains", "--model", str(model), "--out", str(tmp_path)]
+    assert main([*args, "--region", "100:356,:-12", str(barred / "clean.tif")]) == 0
+    labels = tifffile.imread(tmp_path / "clean_grains.tif")
+    assert labels.shape == (256, 500)
+    summary = json.loads((tmp_path / "clean_summary.json").read_text())
+    assert (summary["region"]["y0"], summary["region"]["x1"]) == (100, 500)
+    capsys.readouterr()
+    for extra, says in ((["--region", "10:20"], "A region is written Y0:Y1,X0:X1"),
+                        (["--region", ":-64,:", "--drop-data-bar"], "not both"),
+                        (["--region", "0:8,:"], "under 16 pixels")):  # fmt: skip
+        assert main([*args[:4], str(tmp_path / "bad"), *extra, str(barred / "clean.tif")]) == 2
+        err = capsys.readouterr().err
+        assert says in err and "Traceback" not in err
+    assert not (tmp_path / "bad" / "clean_grains.tif").exists()
+
+
+def test_batch_drop_data_bar(sample, barred, tmp_path):
+    _, model, _ = sample
+    assert main(["batch", "--model", str(model), "--task", "grains", "--out", str(tmp_path),
+                 "--drop-data-bar", str(barred / "sem.tif")]) == 0  # fmt: skip
+    assert tifffile.imread(tmp_path / "sem_grains.tif").shape == (510, 512)

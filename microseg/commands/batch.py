@@ -81,7 +81,8 @@ def _namespace(args: argparse.Namespace, path: Path) -> argparse.Namespace:
             **common, pixel_size=args.pixel_size, channel=None, track=False, images=[path]
         )
     if args.task == "grains":
-        return argparse.Namespace(**common, pixel_size=args.pixel_size, images=[path])
+        return argparse.Namespace(**common, pixel_size=args.pixel_size, images=[path],
+                                  drop_data_bar=args.drop_data_bar)  # fmt: skip
     return argparse.Namespace(**common, probabilities=False, images=[path])
 
 
@@ -115,8 +116,10 @@ def run_one(
     pixel_size: float | None,
     path: str,
     progress: Callable[[str], None] | None = None,
+    drop_data_bar: bool = False,
 ) -> dict[str, Any]:
-    """Process one input; never raises for a bad input.
+    """Process one input; never raises for a bad input (``drop_data_bar``: grains,
+    leave the image's data bar out).
 
     Returns
     -------
@@ -125,7 +128,9 @@ def run_one(
         (one sentence).
     """
     report = progress or (lambda msg: None)
-    ns = argparse.Namespace(task=task, model=model, out=out, pixel_size=pixel_size)
+    ns = argparse.Namespace(
+        task=task, model=model, out=out, pixel_size=pixel_size, drop_data_bar=drop_data_bar
+    )
     try:
         if task == "nuclei":
             from microseg.commands.nuclei import process_file
@@ -180,6 +185,7 @@ def _run_dask(
             [str(Path(args.out).resolve())] * len(paths),
             [args.pixel_size] * len(paths),
             [str(p.resolve()) for p in paths],
+            drop_data_bar=bool(getattr(args, "drop_data_bar", False)),
             pure=False,
         )
         order = {f.key: i for i, f in enumerate(futures)}
@@ -215,9 +221,8 @@ def cmd_batch(args: argparse.Namespace, progress: Callable[[str], None]) -> dict
         results = []
         for i, path in enumerate(paths, start=1):
             progress(f"[{i}/{len(paths)}] {path.name}")
-            res = run_one(
-                args.task, str(args.model), str(args.out), args.pixel_size, str(path), progress
-            )
+            res = run_one(args.task, str(args.model), str(args.out), args.pixel_size, str(path),
+                          progress, drop_data_bar=bool(getattr(args, "drop_data_bar", False)))  # fmt: skip
             _report(res, progress)
             results.append(res)
     failed = [r for r in results if not r["ok"]]

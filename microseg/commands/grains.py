@@ -16,6 +16,12 @@ every grain and writes:
   provenance. For a stack, ``planes`` holds the summary of each frame/slice and the
   top-level values pool all planes as fields of one specimen (E112 §15).
 
+With ``--region Y0:Y1,X0:X1`` (or ``--drop-data-bar``, which finds the strip of text
+and scale bar that SEM and camera software burn into the bottom or top of an image,
+:func:`microseg.roi.find_data_bar`) only that part of each image is measured: the
+grain map, the table's coordinates and the summary are in the region's pixels, and
+the summary's ``region`` gives its rows and columns in the image.
+
 With ``--specimen NAME`` every plane of every input is a field of one specimen, and
 ``DIR/NAME_specimen.json`` holds their pooled summary (G with the field-to-field
 95 % CI) and one line per field.
@@ -43,6 +49,8 @@ from microseg.commands.predict import (
     stack_axes,
 )
 from microseg.errors import InputError
+from microseg.image import MicroImage
+from microseg.roi import Region, parse_region, without_data_bar
 
 
 def boundary_class_index(classes: Sequence[str]) -> int:
@@ -84,6 +92,22 @@ def grain_map_options(args: argparse.Namespace) -> dict[str, Any]:
     return {"threshold": threshold, "min_grain_area_px": min_area}
 
 
+def measurement_region(
+    image: MicroImage, region: str | None, drop_data_bar: bool
+) -> tuple[Region, str]:
+    """The part of ``image`` to measure and where it came from: ``--region`` text,
+    the image without its data bar (found on the first plane), or the whole image.
+    Returns ``(region, source)``, source one of ``"--region"``, ``"data bar left out:
+    ..."``, ``"whole image"``; ``region`` wins over ``drop_data_bar``."""
+    if region:
+        return parse_region(region, image.shape_yx), "--region"
+    if drop_data_bar:
+        found, bar = without_data_bar(image.frame(0, 0))
+        if bar is not None:
+            return found, f"data bar left out: {bar.describe()}"
+    return Region.full(image.shape_yx), "whole image"
+
+
 def measure_plane(
     boundary: np.ndarray, pixel_size: float | None, **grain_map_kw: Any
 ) -> tuple[np.ndarray, pd.DataFrame, dict]:
@@ -112,6 +136,10 @@ def cmd_grains(args: argparse.Namespace, progress: Callable[[str], None]) -> dic
         _pixel_size(args.pixel_size, None)
     options = grain_map_options(args)
     augment = bool(getattr(args, "augment", False))
+    region_arg = getattr(args, "region", None)
+    drop_bar = bool(getattr(args, "drop_data_bar", False))
+    if region_arg and drop_bar:
+        raise InputError("Give --region or --drop-data-bar, not both.")
     model = load_model_arg(args.model, progress)
     bidx = boundary_class_index(model.classes)
     if augment and model.metadata.get("kind") != "unet":
@@ -126,7 +154,10 @@ def cmd_grains(args: argparse.Namespace, progress: Callable[[str], None]) -> dic
         image = read_input(path)
         stem = image_stem(path)
         ps = _pixel_size(args.pixel_size, image.pixel_size_um)
-        h, w = image.shape_yx
+        region, region_source = measurement_region(image, region_arg, drop_bar)
+        if region_source != "whole image":
+            progress(f"{path.name}: measuring {region.describe()} ({region_source})")
+        h, w = region.shape
         nt, nz = image.n_frames, image.n_slices
         stack = nt * nz > 1
         maps = np.zeros((nt, nz, h, w), np.uint32)
@@ -134,7 +165,7 @@ def cmd_grains(args: argparse.Namespace, progress: Callable[[str], None]) -> dic
         for t, z, frame in iter_planes(image):
             where = plane_label(image, t, z)
             progress(f"{path.name}: grains{' of ' + where if where else ''} ...")
-            proba = np.asarray(model.predict_proba(frame, **predict_kw), np.float32)
+            proba = np.asarray(model.predict_proba(region.crop(frame), **predict_kw), np.float32)
             labels, table, summary = measure_plane(proba[bidx], ps, **options)
             maps[t, z] = labels
             if stack:
@@ -148,11 +179,15 @@ def cmd_grains(args: argparse.Namespace, progress: Callable[[str], None]) -> dic
         summary = pooled_summary(summaries, table, ps) if stack else dict(summaries[0])
         if stack:
             summary["planes"] = summaries
+        where_measured = {**region.as_dict(), "source": region_source,
+                          "image_shape": list(image.shape_yx)}  # fmt: skip
         prov = model_provenance(args.model, model, input=str(path), pixel_size_um=ps,
                                 pixel_size_source="--pixel-size" if args.pixel_size is not None
                                 else ("file" if ps else None),
                                 grain_map={"function": "microseg.grains.grain_map", **options},
-                                test_time_augmentation=augment)  # fmt: skip
+                                test_time_augmentation=augment,
+                                region=where_measured)  # fmt: skip
+        summary["region"] = where_measured
         top = int(maps.max())
         dtype = np.uint16 if top <= np.iinfo(np.uint16).max else np.uint32
         squeeze = tuple(i for i, n in enumerate((nt, nz)) if n == 1)
