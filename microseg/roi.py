@@ -134,10 +134,8 @@ class DataBar:
         return self.stop - self.start
 
     def describe(self) -> str:
-        """``a 64-row data bar at the bottom (rows 896-959)``."""
-        return (
-            f"a {self.height}-row data bar at the {self.side} (rows {self.start}-{self.stop - 1})"
-        )
+        """``the data bar at the bottom (rows 896-959)``."""
+        return f"the data bar at the {self.side} (rows {self.start}-{self.stop - 1})"
 
 
 def _row_modes(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

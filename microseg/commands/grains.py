@@ -97,14 +97,15 @@ def measurement_region(
 ) -> tuple[Region, str]:
     """The part of ``image`` to measure and where it came from: ``--region`` text,
     the image without its data bar (found on the first plane), or the whole image.
-    Returns ``(region, source)``, source one of ``"--region"``, ``"data bar left out:
-    ..."``, ``"whole image"``; ``region`` wins over ``drop_data_bar``."""
+    Returns ``(region, source)``, source one of ``"--region"``, ``"the data bar at
+    the bottom (rows 896-959) left out"``, ``"whole image"``; ``region`` wins over
+    ``drop_data_bar``."""
     if region:
         return parse_region(region, image.shape_yx), "--region"
     if drop_data_bar:
         found, bar = without_data_bar(image.frame(0, 0))
         if bar is not None:
-            return found, f"data bar left out: {bar.describe()}"
+            return found, f"{bar.describe()} left out"
     return Region.full(image.shape_yx), "whole image"
 
 

@@ -542,3 +542,45 @@ def test_fields_of_a_specimen_pool_into_one_g_with_a_field_to_field_ci():
     assert not at.exception
     assert [f["image"] for f in at.session_state["grain_fields"]] == ["quarter.tif"]
     assert [f["image"] for f in _grain_app().session_state["grain_fields"]] == ["quarter.tif"]
+
+
+def test_a_data_bar_is_left_out_of_the_measurement():
+    from tests.test_roi import with_bar
+
+    at = new_app()
+    at.button(key="open_synthetic-grains").click().run()
+    img = np.asarray(at.session_state["image"].frame(0, 0), float)
+    img8 = np.clip(255 * (img - img.min()) / np.ptp(img), 1, 254).astype(np.uint8)
+    buf = io.BytesIO()
+    tifffile.imwrite(buf, with_bar(img8, 48, 0, 255))
+    at.file_uploader(key="upload").set_value(("sem.tif", buf.getvalue(), "image/tiff")).run()
+    at.switch_page(GRAINS).run()
+    assert not at.exception and not at.error
+    drop = at.checkbox(key="grains_drop_bar")
+    assert drop.value and "Leave out the data bar at the bottom (rows 510-559)" == drop.label
+    res = at.session_state["grain_result"]
+    assert res["labels"].shape == (510, 512)
+    assert (
+        res["region"]["y1"] == 510
+        and res["region"]["source"] == "the data bar at the bottom (rows 510-559) left out"
+    )
+    assert any("Measuring rows 0-509, columns 0-511" in c.value for c in at.sidebar.caption)
+    assert json.loads(summary_json(res))["region"]["image_shape"] == [560, 512]
+    n_without_bar = int(res["labels"].max())
+    # keep the bar: its text becomes grains
+    at.checkbox(key="grains_drop_bar").uncheck().run()
+    assert not at.exception and not at.error
+    res = at.session_state["grain_result"]
+    assert res["labels"].shape == (560, 512) and res["region"]["source"] == "whole image"
+    assert int(res["labels"].max()) > n_without_bar
+    # margins the user leaves out
+    at.number_input(key="grains_margin_bottom").set_value(100).run()
+    at.number_input(key="grains_margin_left").set_value(12).run()
+    res = at.session_state["grain_result"]
+    assert res["labels"].shape == (460, 500)
+    assert res["region"]["source"] == "margins left out: bottom 100, left 12"
+    # margins that leave nothing: one sentence, the whole image measured
+    at.number_input(key="grains_margin_top").set_value(500).run()
+    assert not at.exception
+    assert "leaves nothing" in at.sidebar.error[0].value
+    assert at.session_state["grain_result"]["labels"].shape == (560, 512)

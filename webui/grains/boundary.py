@@ -11,6 +11,7 @@ import streamlit as st
 
 from microseg.errors import InputError
 from microseg.image import MicroImage
+from microseg.roi import Region
 from webui import state
 from webui.grains.shared import ui
 from webui.grains.truth import truth_boundaries
@@ -45,26 +46,40 @@ def grain_model_choices(shape: tuple[int, int]) -> dict[str, str]:
     return choices
 
 
-def _prediction_key(model_id: str, t: int, z: int, model: Any = None) -> tuple:
+def _prediction_key(
+    model_id: str, t: int, z: int, model: Any = None, region: Region | None = None
+) -> tuple:
     """Key of a model's probabilities in ``predictions`` (the Annotate page's convention
-    for session models; comparison models are told apart by identity)."""
+    for session models and the whole image; comparison models are told apart by
+    identity, a measured region by its bounds)."""
     key: tuple = (model_id, state.get("image_id"), t)
     if z:
         key += (z,)
     if model_id.startswith(COMPARE):
         key += (id(model),)
+    if region is not None:
+        key += ("region", region)
     return key
 
 
 def boundary_probability(
-    model_id: str, image: MicroImage, t: int, z: int, slot: Any = None
+    model_id: str,
+    image: MicroImage,
+    t: int,
+    z: int,
+    slot: Any = None,
+    region: Region | None = None,
 ) -> np.ndarray:
-    """Grain-boundary probability ``(Y, X)`` float32 of a plane (cached per model and plane).
+    """Grain-boundary probability ``(Y, X)`` float32 of a plane, or of its ``region``
+    (predicted on the region alone, as ``microseg grains --region`` does; cached per
+    model, plane and region).
 
     ``slot``: an ``st.empty()`` that shows the progress of a new prediction. The caller
     makes it on every run, so that the page's elements keep their places (an element
     that appears in one run only would shift the others and close open expanders).
     """
+    if region is not None and region.is_full(image.shape_yx):
+        region = None
     if model_id == TRUTH:
         cached = ui().get("truth_prob")
         if cached is None or cached[0] != state.get("image_id"):
@@ -73,12 +88,13 @@ def boundary_probability(
                 raise InputError("This image has no ground-truth boundaries.")
             cached = (state.get("image_id"), b.astype(np.float32))
             ui()["truth_prob"] = cached
-        return cached[1]
+        return cached[1] if region is None else _held_crop(cached[1], region)
     if model_id.startswith(COMPARE):
         cmp = state.get("compare_result") or {}
         key = model_id[len(COMPARE) :]
         if (cmp.get("t"), cmp.get("z")) == (t, z) and key in cmp.get("boundary", {}):
-            return cmp["boundary"][key]
+            full = cmp["boundary"][key]
+            return full if region is None else _held_crop(full, region)
         model = cmp["models"][key]
     else:
         from webui.models import get_model
@@ -86,10 +102,16 @@ def boundary_probability(
         model = get_model(model_id)
     idx = boundary_index(list(model.classes))
     preds = state.get("predictions")
-    pkey = _prediction_key(model_id, t, z, model)
+    pkey = _prediction_key(model_id, t, z, model, region)
     proba = preds.get(pkey)
-    if proba is None or proba.shape[-2:] != image.shape_yx:
-        proba = _predict_with_progress(model, image.frame(t, z), slot or st.empty())
+    plane = image.frame(t, z) if region is None else region.crop(image.frame(t, z))
+    if proba is None or proba.shape[-2:] != plane.shape[-2:]:
+        if region is not None:  # one region kept per model and plane
+            same_plane = [k for k in preds if isinstance(k, tuple) and len(k) == len(pkey)
+                          and k[-2] == "region" and k[:-1] == pkey[:-1]]  # fmt: skip
+            for k in same_plane:
+                del preds[k]
+        proba = _predict_with_progress(model, plane, slot or st.empty())
         preds[pkey] = proba
     # the same array object while the prediction is unchanged: the grain map (and the
     # user's corrections on it) are keyed by it
@@ -99,6 +121,16 @@ def boundary_probability(
         views.clear()
         held = (proba, idx, proba[idx])
         views[pkey] = held
+    return held[2]
+
+
+def _held_crop(full: np.ndarray, region: Region) -> np.ndarray:
+    """``region.crop(full)``, the same array object while ``full`` and the region are
+    unchanged (the grain map and its corrections are keyed by it)."""
+    held = ui().get("held_crop")
+    if held is None or held[0] is not full or held[1] != region:
+        held = (full, region, np.ascontiguousarray(region.crop(full)))
+        ui()["held_crop"] = held
     return held[2]
 
 
@@ -122,8 +154,11 @@ def _predict_with_progress(model: Any, plane: np.ndarray, slot: Any) -> np.ndarr
         slot.empty()
 
 
-def class_fractions(model_id: str, image: MicroImage, t: int, z: int) -> pd.DataFrame | None:
-    """Area fraction of each class when the model has more than two classes."""
+def class_fractions(
+    model_id: str, image: MicroImage, t: int, z: int, region: Region | None = None
+) -> pd.DataFrame | None:
+    """Area fraction of each class (in the measured region) when the model has more
+    than two classes."""
     if model_id == TRUTH or model_id.startswith(COMPARE):
         return None
     from webui.models import get_model
@@ -131,7 +166,9 @@ def class_fractions(model_id: str, image: MicroImage, t: int, z: int) -> pd.Data
     model = get_model(model_id)
     if len(model.classes) <= 2:
         return None
-    proba = state.get("predictions").get(_prediction_key(model_id, t, z))
+    if region is not None and region.is_full(image.shape_yx):
+        region = None
+    proba = state.get("predictions").get(_prediction_key(model_id, t, z, region=region))
     if proba is None:
         return None
     cls = np.argmax(proba, axis=0)

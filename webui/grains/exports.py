@@ -34,6 +34,7 @@ def provenance_record(result: dict) -> dict:
             path = None
     params = {k: v for k, v in result["settings"].items()}
     params.update(pixel_size_um=result["pixel_size"], frame=result["t"], slice=result["z"],
+                  region=result.get("region"),
                   corrections=[describe_edit(op) for op in result.get("edits", [])])  # fmt: skip
     rec = provenance(
         path, params, image=result.get("image_name"), model_label=result["model_label"]
@@ -48,6 +49,8 @@ def provenance_record(result: dict) -> dict:
 def summary_json(result: dict) -> bytes:
     """Summary JSON (with provenance) of a grain result."""
     rec = dict(jsonable(result["summary"]))
+    if result.get("region"):
+        rec["region"] = jsonable(result["region"])
     rec["provenance"] = jsonable(provenance_record(result))
     return json.dumps(rec, indent=1).encode()
 

@@ -40,6 +40,7 @@ from webui.grains.measure import (
     summary_panel,
     unit_labels,
 )
+from webui.grains.region import region_controls
 from webui.grains.selection import selected_ids, selection_panel, selection_points, update_selection
 from webui.grains.shared import base_rgb, frame_picker, one_sentence, ui
 from webui.grains.specimen import specimen_panel
@@ -148,21 +149,24 @@ def grains_page() -> None:
         label = st.selectbox("Boundary model", labels_list, key="grains_model")
         model_id = choices[label]
         ps = pixel_size_controls(image)
+        region, region_source = region_controls(image)
         settings = grain_settings(ps, from_truth=model_id == TRUTH)
     progress_slot = st.empty()  # on every run, so the elements below keep their places
     try:
-        boundary = boundary_probability(model_id, image, t, z, progress_slot)
+        boundary = boundary_probability(model_id, image, t, z, progress_slot, region)
         base_key = (state.get("image_id"), t, z, model_id, settings["method"],
                     settings["threshold"], settings["gaps"], settings["min_area_px"],
-                    id(boundary))  # fmt: skip
+                    region, id(boundary))  # fmt: skip
         labels = _current_labels(base_key, lambda: _build_map(boundary, settings, model_id))
-        result = _grain_result(image, t, z, model_id, label, labels, ps, settings)
+        where = {**region.as_dict(), "source": region_source,
+                 "image_shape": list(image.shape_yx)}  # fmt: skip
+        result = _grain_result(image, t, z, model_id, label, labels, ps, settings, where)
     except Exception as exc:  # noqa: BLE001 - one sentence, never a traceback
         st.error(one_sentence(exc, "Making the grain map"))
         return
     if ui().get("notice"):
         st.info(ui().pop("notice"))
-    _grains_body(image, t, z, result, boundary, model_id)
+    _grains_body(image, t, z, result, boundary, model_id, region)
 
 
 def _build_map(boundary: np.ndarray, settings: dict, model_id: str) -> np.ndarray:
@@ -170,8 +174,9 @@ def _build_map(boundary: np.ndarray, settings: dict, model_id: str) -> np.ndarra
         return make_grain_map(boundary, settings, from_truth=model_id == TRUTH)
 
 
-def _grain_result(image, t, z, model_id, label, labels, ps, settings) -> dict:  # noqa: ANN001
-    """Measure the current grain map (cached in ``grain_result``)."""
+def _grain_result(image, t, z, model_id, label, labels, ps, settings, where) -> dict:  # noqa: ANN001
+    """Measure the current grain map (cached in ``grain_result``); ``where``: the
+    measured region as the CLI's summary records it."""
     key = (state.get("image_id"), t, z, model_id, ui().get("version"), len(ui().get("edits", [])),
            ps, settings["edge"], id(labels))  # fmt: skip
     res = state.get("grain_result")
@@ -195,21 +200,22 @@ def _grain_result(image, t, z, model_id, label, labels, ps, settings) -> dict:  
         "t": t, "z": z, "model_id": model_id, "model_label": label, "settings": dict(settings),
         "edits": list(ui().get("edits", [])), "image_name": image.name,
         "model_meta": {"provenance": meta.get("provenance")} if meta else {},
+        "region": where,
     }  # fmt: skip
     state.put("grain_result", res)
     return res
 
 
-def _grains_body(image, t, z, result, boundary, model_id) -> None:  # noqa: ANN001
+def _grains_body(image, t, z, result, boundary, model_id, region) -> None:  # noqa: ANN001
     labels, table, summary, ps = (result["labels"], result["table"], result["summary"],
                                   result["pixel_size"])  # fmt: skip
     summary_panel(summary, ps)
-    fr = class_fractions(model_id, image, t, z)
+    fr = class_fractions(model_id, image, t, z, region)
     if fr is not None:
         st.markdown("**Area fraction of each class**")
         st.dataframe(fr, hide_index=True, width="content")
 
-    base = base_rgb(image, t, z)
+    base = base_rgb(image, t, z)[region.y0 : region.y1, region.x0 : region.x1]
     h, w = labels.shape
     wide = st.toggle("Full-width map", value=w >= 1.2 * h, key="grains_map_wide",
                      help="The map across the page, the histograms below it; on by default "
