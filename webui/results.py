@@ -319,11 +319,14 @@ def _loss_figure(p) -> go.Figure:
 
 
 def apply_to_stack_section(image: MicroImage, classes: list[dict], prefer: str) -> None:
-    """Apply a trained model (``prefer``: 'classical' or 'deep' first) to every frame."""
+    """Apply a trained model (``prefer``: 'classical' or 'deep' first) to every frame
+    of a time series, or to every slice of a z-stack."""
     models = state.get("models")
     if image.n_frames * image.n_slices <= 1 or not models:
         return
-    st.subheader("Apply to every frame")
+    along = "frame" if image.n_frames > 1 else "slice"
+    n = image.n_frames if along == "frame" else image.n_slices
+    st.subheader(f"Apply to every {along}")
     options = [k for k in (prefer, "deep" if prefer == "classical" else "classical") if k in models]
     which = st.radio(
         "Model",
@@ -334,18 +337,23 @@ def apply_to_stack_section(image: MicroImage, classes: list[dict], prefer: str) 
     )
     model = models[which]
     classes = class_styles(list(model.classes) or [c["name"] for c in classes], classes)
-    if st.button(f"Segment all {image.n_frames} frames", key="stack_run"):
-        bar = st.progress(0.0, text="Segmenting frames ...")
-        maps = np.zeros((image.n_frames, *image.shape_yx), np.uint8)
-        for t in range(image.n_frames):
-            maps[t] = np.argmax(model.predict_proba(image.frame(t)), axis=0) + 1
-            bar.progress((t + 1) / image.n_frames, text=f"Frame {t + 1} / {image.n_frames}")
+    clicked = st.button(f"Segment all {n} {along}s", key="stack_run")
+    slot = st.empty()  # on every run, so the elements below keep their places
+    if clicked:
+        bar = slot.progress(0.0, text=f"Segmenting {along}s ...")
+        maps = np.zeros((n, *image.shape_yx), np.uint8)
+        for i in range(n):
+            plane = image.frame(i) if along == "frame" else image.frame(0, i)
+            maps[i] = np.argmax(model.predict_proba(plane), axis=0) + 1
+            bar.progress((i + 1) / n, text=f"{along.capitalize()} {i + 1} / {n}")
+        slot.empty()
         state.get("predictions")[("stack", which, state.get("image_id"))] = maps
     maps = state.get("predictions").get(("stack", which, state.get("image_id")))
     if maps is not None:
-        t = st.slider("Frame", 0, len(maps) - 1, 0, key="stack_t")
+        t = st.slider(along.capitalize(), 0, len(maps) - 1, 0, key="stack_t")
         colours = [c["colour"] for c in classes]
-        st.image(class_overlay(display_plane(image, t=t), maps[t], colours), width=480)
+        shown = display_plane(image, t=t) if along == "frame" else display_plane(image, z=t)
+        st.image(class_overlay(shown, maps[t], colours), width=480)
         fractions = np.stack([(maps == k).mean(axis=(1, 2)) for k in range(1, len(classes) + 1)])
         fig = go.Figure(
             [
@@ -354,8 +362,8 @@ def apply_to_stack_section(image: MicroImage, classes: list[dict], prefer: str) 
             ]
         )
         fig.update_layout(
-            title="Area fraction per frame",
-            xaxis_title="frame",
+            title=f"Area fraction per {along}",
+            xaxis_title=along,
             yaxis_title="area fraction (%)",
             height=300,
         )

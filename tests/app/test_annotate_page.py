@@ -134,3 +134,39 @@ def test_zoomed_region_strokes_land_at_full_resolution():
     ys, xs = np.nonzero(strokes == 2)
     assert abs(np.median(ys) - (744 + 50)) <= 1
     assert xs.min() >= 44 + 99 and xs.max() <= 44 + 201
+
+
+def test_apply_to_every_slice_of_a_z_stack():
+    import io
+
+    import tifffile
+
+    at = _open_annotate()
+    frame = np.asarray(at.session_state["image"].frame(0), np.float32)
+    frame8 = (255 * (frame - frame.min()) / np.ptp(frame)).astype(np.uint8)
+    stack = np.stack([frame8, frame8, 255 - frame8])  # the last slice inverted
+    buf = io.BytesIO()
+    tifffile.imwrite(buf, stack, imagej=True, metadata={"axes": "ZYX"})
+    at.switch_page("pages/0_Home.py").run()
+    at.file_uploader(key="upload").set_value(("zstack.tif", buf.getvalue(), "image/tiff")).run()
+    at.switch_page("pages/2_Annotate.py").run()
+    image = at.session_state["image"]
+    assert (image.n_frames, image.n_slices) == (1, 3)
+    colours = [c["colour"] for c in at.session_state["classes"]]
+    scale = 460 / image.shape_yx[1]
+    bright = np.unravel_index(np.argmax(frame8), frame8.shape)
+    dark = np.unravel_index(np.argmin(frame8), frame8.shape)
+    _draw(at, [_path(colours[0], [((dark[1] - 3) * scale, dark[0] * scale),
+                                  ((dark[1] + 3) * scale, dark[0] * scale)], width=4),
+               _path(colours[1], [((bright[1] - 2) * scale, bright[0] * scale),
+                                  ((bright[1] + 2) * scale, bright[0] * scale)], width=4)])  # fmt: skip
+    assert not at.exception and "classical" in at.session_state["models"]
+    assert any(h.value == "Apply to every slice" for h in at.subheader)
+    at.button(key="stack_run").click().run()
+    assert not at.exception
+    maps = at.session_state["predictions"][("stack", "classical", at.session_state["image_id"])]
+    assert maps.shape == (3, *image.shape_yx)
+    np.testing.assert_array_equal(maps[0], maps[1])  # the same slice twice
+    assert (maps[0] != maps[2]).mean() > 0.05  # the inverted slice is segmented as itself
+    assert len(at.get("progress")) == 0  # the bar's slot is left empty
+    assert at.slider(key="stack_t").label == "Slice"
