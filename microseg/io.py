@@ -164,9 +164,10 @@ def read_image(
         Data ``(T, Z, C, Y, X)`` in the source dtype, except: bool becomes
         uint8 (0/1), float16 becomes float32, and non-native byte order is
         made native. ``pixel_size_um`` is the X pixel size (Y in
-        ``metadata["pixel_size_y_um"]`` when it differs). ``metadata`` holds ``format``, ``source_axes``,
-        ``source_shape``, ``source_dtype``, ``pixel_size_source`` ("OME",
-        "ImageJ", "TIFF resolution", "CZI" or None) and, when present,
+        ``metadata["pixel_size_y_um"]`` when it differs). ``metadata`` holds ``format``,
+        ``source_axes``, ``source_shape``, ``source_dtype``, ``pixel_size_source``
+        ("OME", "ImageJ", "FEI SEM", "Zeiss SEM", "TIFF resolution", "CZI" or None)
+        and, when present,
         ``pixel_size_y_um``, ``z_spacing_um``, ``frame_interval`` and
         ``nonfinite``.
 
@@ -653,7 +654,8 @@ def _tiff_check_extent(series, size: int, label: str) -> None:
 
 
 def _tiff_calibration(header: _Header, tif, page, label: str) -> None:
-    """Pixel size and channel names from OME, ImageJ or TIFF resolution metadata."""
+    """Pixel size and channel names from OME, ImageJ, SEM (FEI, Zeiss) or TIFF
+    resolution metadata."""
     if tif.is_ome and tif.ome_metadata:
         header.fmt = "OME-TIFF"
         _ome_calibration(header, tif.ome_metadata)
@@ -677,7 +679,46 @@ def _tiff_calibration(header: _Header, tif, page, label: str) -> None:
         if isinstance(ij.get("Info"), str):
             header.metadata["info"] = ij["Info"][:10000]
     if header.pixel_size_um is None:
+        _sem_calibration(header, tif)
+    if header.pixel_size_um is None:
         _resolution_calibration(header, page)
+
+
+def _sem_calibration(header: _Header, tif) -> None:
+    """Pixel size from the private tags of SEM software: FEI/Thermo Fisher
+    (``[Scan] PixelWidth`` in metres) and Zeiss (``AP_PIXEL_SIZE`` with its unit)."""
+    width = height = None
+    source = None
+    try:
+        fei = tif.fei_metadata if tif.is_fei else None
+        zeiss = tif.sem_metadata if tif.is_sem else None
+    except Exception:  # noqa: BLE001 - unreadable vendor tags: no calibration from them
+        return
+    if isinstance(fei, dict) and isinstance(fei.get("Scan"), dict):
+        scan = fei["Scan"]
+        width, height = _positive(scan.get("PixelWidth")), _positive(scan.get("PixelHeight"))
+        width, height = (v * 1e6 if v else None for v in (width, height))
+        source = "FEI SEM"
+    elif isinstance(zeiss, dict) and isinstance(zeiss.get("ap_pixel_size"), tuple):
+        entry = zeiss["ap_pixel_size"]
+        unit = _unit_um(entry[2]) if len(entry) > 2 else None
+        value = _positive(entry[1]) if len(entry) > 1 else None
+        width = value * unit if value and unit else None
+        source = "Zeiss SEM"
+    if width:
+        header.pixel_size_um = width
+        header.pixel_size_source = source
+        if height and not math.isclose(width, height, rel_tol=1e-6):
+            header.metadata["pixel_size_y_um"] = height
+
+
+def _positive(value: Any) -> float | None:
+    """``value`` as a positive finite float, else None."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) and v > 0 else None
 
 
 def _resolution_calibration(header: _Header, page) -> None:

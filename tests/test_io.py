@@ -694,3 +694,44 @@ def test_provenance_json_is_plain_json(tmp_path):
     with tifffile.TiffFile(path) as tif:
         info = tif.imagej_metadata["Info"]
     assert json.loads(info)["p"] == [0, 1, 2]
+
+
+FEI_HEADER = (
+    "[User]\r\nDate=01/02/2024\r\n[Beam]\r\nHV=15000\r\n[Scan]\r\nPixelWidth={w}\r\n"
+    "PixelHeight={h}\r\nHorFieldsize=5.33333e-006\r\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("width", "height", "expected", "expected_y"),
+    [("5.20833e-009", "5.20833e-009", 0.00520833, None), ("1e-7", "2e-7", 0.1, 0.2)],
+)
+def test_fei_sem_pixel_size(tmp_path, width, height, expected, expected_y):
+    path = tmp_path / "fei.tif"
+    img = np.random.default_rng(0).integers(0, 255, (60, 80), dtype=np.uint8)
+    # FEI writes 72 dpi resolution tags as well: the SEM header wins over them
+    tifffile.imwrite(path, img, resolution=(72, 72),
+                     extratags=[(34682, "s", 0, FEI_HEADER.format(w=width, h=height), True)])  # fmt: skip
+    im = read_image(path)
+    assert im.pixel_size_um == pytest.approx(expected)
+    assert im.metadata["pixel_size_source"] == "FEI SEM"
+    assert im.metadata.get("pixel_size_y_um") == (pytest.approx(expected_y) if expected_y else None)
+
+
+@pytest.mark.parametrize(("text", "expected"), [("2.083 nm", 0.002083), ("1.5 µm", 1.5)])
+def test_zeiss_sem_pixel_size(tmp_path, text, expected):
+    path = tmp_path / "zeiss.tif"
+    header = f"0\r\n1\r\nAP_PIXEL_SIZE\r\nPixel Size = {text}\r\nAP_WD\r\nWD = 8.5 mm\r\n"
+    img = np.zeros((60, 80), np.uint8)
+    tifffile.imwrite(path, img, extratags=[(34118, "s", 0, header.encode("latin-1"), True)])
+    im = read_image(path)
+    assert im.pixel_size_um == pytest.approx(expected)
+    assert im.metadata["pixel_size_source"] == "Zeiss SEM"
+
+
+def test_sem_header_without_a_usable_pixel_size(tmp_path):
+    path = tmp_path / "fei.tif"
+    tifffile.imwrite(path, np.zeros((60, 80), np.uint8),
+                     extratags=[(34682, "s", 0, FEI_HEADER.format(w="0", h="nan"), True)])  # fmt: skip
+    im = read_image(path)
+    assert im.pixel_size_um is None and im.metadata["pixel_size_source"] is None
