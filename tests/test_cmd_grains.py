@@ -304,3 +304,21 @@ def test_batch_drop_data_bar(sample, barred, tmp_path):
     assert main(["batch", "--model", str(model), "--task", "grains", "--out", str(tmp_path),
                  "--drop-data-bar", str(barred / "sem.tif")]) == 0  # fmt: skip
     assert tifffile.imread(tmp_path / "sem_grains.tif").shape == (510, 512)
+
+
+def test_an_sem_tiff_gives_its_pixel_size_and_its_data_bar(sample, barred, tmp_path):
+    from tests.test_io import FEI_HEADER
+
+    _, model, _ = sample
+    img = tifffile.imread(barred / "sem.tif")
+    path = tmp_path / "fei.tif"
+    tifffile.imwrite(path, img, resolution=(72, 72),
+                     extratags=[(34682, "s", 0, FEI_HEADER.format(w="5e-7", h="5e-7"), True)])  # fmt: skip
+    out = tmp_path / "o"
+    assert main(["grains", "--model", str(model), "--out", str(out), "--drop-data-bar",
+                 str(path)]) == 0  # fmt: skip
+    summary = json.loads((out / "fei_summary.json").read_text())
+    assert summary["unit"] == "um" and summary["astm_g_planimetric"] is not None
+    assert summary["provenance"]["parameters"]["pixel_size_um"] == pytest.approx(0.5)
+    assert summary["provenance"]["parameters"]["pixel_size_source"] == "file (FEI SEM)"
+    assert summary["region"]["y1"] == 510

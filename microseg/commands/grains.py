@@ -184,7 +184,7 @@ def cmd_grains(args: argparse.Namespace, progress: Callable[[str], None]) -> dic
                           "image_shape": list(image.shape_yx)}  # fmt: skip
         prov = model_provenance(args.model, model, input=str(path), pixel_size_um=ps,
                                 pixel_size_source="--pixel-size" if args.pixel_size is not None
-                                else ("file" if ps else None),
+                                else (_file_source(image) if ps else None),
                                 grain_map={"function": "microseg.grains.grain_map", **options},
                                 test_time_augmentation=augment,
                                 region=where_measured)  # fmt: skip
@@ -219,6 +219,12 @@ def cmd_grains(args: argparse.Namespace, progress: Callable[[str], None]) -> dic
         out["specimen"] = str(path)
         progress(f"specimen {specimen}: {len(fields)} field(s) written to {path.name}")
     return out
+
+
+def _file_source(image: MicroImage) -> str:
+    """``file`` and the metadata the pixel size was read from, e.g. ``file (FEI SEM)``."""
+    src = (image.metadata or {}).get("pixel_size_source")
+    return f"file ({src})" if src else "file"
 
 
 def _specimen_name(name: str | None) -> str | None:
