@@ -71,7 +71,8 @@ def boundary_probability(
     region: Region | None = None,
 ) -> np.ndarray:
     """Grain-boundary probability ``(Y, X)`` float32 of a plane, or of its ``region``
-    (predicted on the region alone, as ``microseg grains --region`` does; cached per
+    (predicted on the region alone, as ``microseg grains --region`` does; the ML-vs-DL
+    page's maps and the ground truth, made for the whole image, are cropped; cached per
     model, plane and region).
 
     ``slot``: an ``st.empty()`` that shows the progress of a new prediction. The caller
