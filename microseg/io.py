@@ -668,10 +668,7 @@ def _tiff_calibration(header: _Header, tif, page, label: str) -> None:
         xres = _rational(page, "XResolution")
         yres = _rational(page, "YResolution")
         if unit is not None and xres:
-            header.pixel_size_um = unit / xres
-            header.pixel_size_source = "ImageJ"
-            if yres and not math.isclose(xres, yres, rel_tol=1e-6):
-                header.metadata["pixel_size_y_um"] = unit / yres
+            _set_pixel_size(header, unit / xres, unit / yres if yres else None, "ImageJ")
             if ij.get("spacing"):
                 header.metadata["z_spacing_um"] = float(ij["spacing"]) * unit
         if ij.get("finterval"):
@@ -688,7 +685,7 @@ def _sem_calibration(header: _Header, tif) -> None:
     """Pixel size from the private tags of SEM software: FEI/Thermo Fisher
     (``[Scan] PixelWidth`` in metres) and Zeiss (``AP_PIXEL_SIZE`` with its unit)."""
     width = height = None
-    source = None
+    source = ""
     try:
         fei = tif.fei_metadata if tif.is_fei else None
         zeiss = tif.sem_metadata if tif.is_sem else None
@@ -706,10 +703,15 @@ def _sem_calibration(header: _Header, tif) -> None:
         width = value * unit if value and unit else None
         source = "Zeiss SEM"
     if width:
-        header.pixel_size_um = width
-        header.pixel_size_source = source
-        if height and not math.isclose(width, height, rel_tol=1e-6):
-            header.metadata["pixel_size_y_um"] = height
+        _set_pixel_size(header, width, height, source)
+
+
+def _set_pixel_size(header: _Header, x_um: float, y_um: float | None, source: str) -> None:
+    """Record the X pixel size, its source and, when it differs, the Y pixel size."""
+    header.pixel_size_um = x_um
+    header.pixel_size_source = source
+    if y_um and not math.isclose(x_um, y_um, rel_tol=1e-6):
+        header.metadata["pixel_size_y_um"] = y_um
 
 
 def _positive(value: Any) -> float | None:
@@ -732,11 +734,8 @@ def _resolution_calibration(header: _Header, page) -> None:
     if dpi <= 1200 and abs(dpi - round(dpi)) < 0.01:
         header.metadata["resolution_ignored"] = f"{round(dpi)} dpi"
         return
-    header.pixel_size_um = per_unit / xres
-    header.pixel_size_source = "TIFF resolution"
     yres = _rational(page, "YResolution")
-    if yres and not math.isclose(xres, yres, rel_tol=1e-6):
-        header.metadata["pixel_size_y_um"] = per_unit / yres
+    _set_pixel_size(header, per_unit / xres, per_unit / yres if yres else None, "TIFF resolution")
 
 
 def _rational(page, tag: str) -> float | None:
@@ -776,10 +775,7 @@ def _ome_calibration(header: _Header, xml: str) -> None:
     sy = _ome_length(pixels, "PhysicalSizeY")
     sz = _ome_length(pixels, "PhysicalSizeZ")
     if sx is not None:
-        header.pixel_size_um = sx
-        header.pixel_size_source = "OME"
-        if sy is not None and not math.isclose(sx, sy, rel_tol=1e-6):
-            header.metadata["pixel_size_y_um"] = sy
+        _set_pixel_size(header, sx, sy, "OME")
     if sz is not None:
         header.metadata["z_spacing_um"] = sz
     dt = pixels.get("TimeIncrement")
@@ -795,15 +791,9 @@ def _ome_calibration(header: _Header, xml: str) -> None:
 
 
 def _ome_length(pixels: ET.Element, key: str) -> float | None:
-    raw = pixels.get(key)
-    if raw is None:
-        return None
-    try:
-        value = float(raw)
-    except ValueError:
-        return None
+    value = _positive(pixels.get(key))
     scale = _unit_um(pixels.get(key + "Unit", "µm"))
-    if scale is None or not math.isfinite(value) or value <= 0:
+    if value is None or scale is None:
         return None
     return value * scale
 
@@ -875,18 +865,11 @@ def _czi_calibration(header: _Header, xml: str) -> None:
     for el in root.iter():
         if _local(el.tag) != "Distance" or el.get("Id") not in ("X", "Y", "Z"):
             continue
-        val = next((c.text for c in el if _local(c.tag) == "Value"), None)
-        try:
-            metres = float(val) if val is not None else float("nan")
-        except ValueError:
-            continue
-        if math.isfinite(metres) and metres > 0:
+        metres = _positive(next((c.text for c in el if _local(c.tag) == "Value"), None))
+        if metres is not None:
             dist.setdefault(el.get("Id"), metres * 1e6)
     if "X" in dist:
-        header.pixel_size_um = dist["X"]
-        header.pixel_size_source = "CZI"
-        if "Y" in dist and not math.isclose(dist["X"], dist["Y"], rel_tol=1e-6):
-            header.metadata["pixel_size_y_um"] = dist["Y"]
+        _set_pixel_size(header, dist["X"], dist.get("Y"), "CZI")
     if "Z" in dist:
         header.metadata["z_spacing_um"] = dist["Z"]
     channels = None
