@@ -18,6 +18,8 @@ from microseg.errors import InputError
 
 #: smallest region side the grain measurements accept (pixels)
 MIN_SIDE = 16
+#: the source of a region that is the whole image
+WHOLE_IMAGE = "whole image"
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,12 @@ class Region:
     def describe(self) -> str:
         """``rows 0-879, columns 0-1279`` (inclusive, as a person reads them)."""
         return f"rows {self.y0}-{self.y1 - 1}, columns {self.x0}-{self.x1 - 1}"
+
+    def record(self, source: str, image_shape: tuple[int, ...]) -> dict:
+        """What a summary keeps of the region: its bounds, where it came from and the
+        image's ``[rows, columns]``."""
+        return {**self.as_dict(), "source": source,
+                "image_shape": [int(image_shape[-2]), int(image_shape[-1])]}  # fmt: skip
 
 
 def checked_region(region: Region, shape: tuple[int, ...]) -> Region:
@@ -136,6 +144,11 @@ class DataBar:
     def describe(self) -> str:
         """``the data bar at the bottom (rows 896-959)``."""
         return f"the data bar at the {self.side} (rows {self.start}-{self.stop - 1})"
+
+    @property
+    def left_out(self) -> str:
+        """The source of a region without the bar: ``the data bar ... left out``."""
+        return f"{self.describe()} left out"
 
 
 def _row_modes(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -185,7 +185,7 @@ def _run_dask(
             [str(Path(args.out).resolve())] * len(paths),
             [args.pixel_size] * len(paths),
             [str(p.resolve()) for p in paths],
-            drop_data_bar=bool(getattr(args, "drop_data_bar", False)),
+            drop_data_bar=args.drop_data_bar,
             pure=False,
         )
         order = {f.key: i for i, f in enumerate(futures)}
@@ -222,7 +222,7 @@ def cmd_batch(args: argparse.Namespace, progress: Callable[[str], None]) -> dict
         for i, path in enumerate(paths, start=1):
             progress(f"[{i}/{len(paths)}] {path.name}")
             res = run_one(args.task, str(args.model), str(args.out), args.pixel_size, str(path),
-                          progress, drop_data_bar=bool(getattr(args, "drop_data_bar", False)))  # fmt: skip
+                          progress, drop_data_bar=args.drop_data_bar)  # fmt: skip
             _report(res, progress)
             results.append(res)
     failed = [r for r in results if not r["ok"]]

@@ -50,7 +50,7 @@ from microseg.commands.predict import (
 )
 from microseg.errors import InputError
 from microseg.image import MicroImage
-from microseg.roi import Region, parse_region, without_data_bar
+from microseg.roi import WHOLE_IMAGE, Region, parse_region, without_data_bar
 
 
 def boundary_class_index(classes: Sequence[str]) -> int:
@@ -105,8 +105,8 @@ def measurement_region(
     if drop_data_bar:
         found, bar = without_data_bar(image.frame(0, 0))
         if bar is not None:
-            return found, f"{bar.describe()} left out"
-    return Region.full(image.shape_yx), "whole image"
+            return found, bar.left_out
+    return Region.full(image.shape_yx), WHOLE_IMAGE
 
 
 def measure_plane(
@@ -156,7 +156,7 @@ def cmd_grains(args: argparse.Namespace, progress: Callable[[str], None]) -> dic
         stem = image_stem(path)
         ps = _pixel_size(args.pixel_size, image.pixel_size_um)
         region, region_source = measurement_region(image, region_arg, drop_bar)
-        if region_source != "whole image":
+        if region_source != WHOLE_IMAGE:
             progress(f"{path.name}: measuring {region.describe()} ({region_source})")
         h, w = region.shape
         nt, nz = image.n_frames, image.n_slices
@@ -180,8 +180,7 @@ def cmd_grains(args: argparse.Namespace, progress: Callable[[str], None]) -> dic
         summary = pooled_summary(summaries, table, ps) if stack else dict(summaries[0])
         if stack:
             summary["planes"] = summaries
-        where_measured = {**region.as_dict(), "source": region_source,
-                          "image_shape": list(image.shape_yx)}  # fmt: skip
+        where_measured = region.record(region_source, image.shape_yx)
         prov = model_provenance(args.model, model, input=str(path), pixel_size_um=ps,
                                 pixel_size_source="--pixel-size" if args.pixel_size is not None
                                 else (_file_source(image) if ps else None),

@@ -79,8 +79,7 @@ def boundary_probability(
     makes it on every run, so that the page's elements keep their places (an element
     that appears in one run only would shift the others and close open expanders).
     """
-    if region is not None and region.is_full(image.shape_yx):
-        region = None
+    region = _part_of(image, region)
     if model_id == TRUTH:
         cached = ui().get("truth_prob")
         if cached is None or cached[0] != state.get("image_id"):
@@ -125,6 +124,12 @@ def boundary_probability(
     return held[2]
 
 
+def _part_of(image: MicroImage, region: Region | None) -> Region | None:
+    """``region`` when it is part of the image, None for the whole image (whose
+    predictions are the ones the Annotate page keeps)."""
+    return None if region is None or region.is_full(image.shape_yx) else region
+
+
 def _held_crop(full: np.ndarray, region: Region) -> np.ndarray:
     """``region.crop(full)``, the same array object while ``full`` and the region are
     unchanged (the grain map and its corrections are keyed by it)."""
@@ -167,8 +172,7 @@ def class_fractions(
     model = get_model(model_id)
     if len(model.classes) <= 2:
         return None
-    if region is not None and region.is_full(image.shape_yx):
-        region = None
+    region = _part_of(image, region)
     proba = state.get("predictions").get(_prediction_key(model_id, t, z, region=region))
     if proba is None:
         return None

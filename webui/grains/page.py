@@ -158,8 +158,7 @@ def grains_page() -> None:
                     settings["threshold"], settings["gaps"], settings["min_area_px"],
                     region, id(boundary))  # fmt: skip
         labels = _current_labels(base_key, lambda: _build_map(boundary, settings, model_id))
-        where = {**region.as_dict(), "source": region_source,
-                 "image_shape": list(image.shape_yx)}  # fmt: skip
+        where = region.record(region_source, image.shape_yx)
         result = _grain_result(image, t, z, model_id, label, labels, ps, settings, where)
     except Exception as exc:  # noqa: BLE001 - one sentence, never a traceback
         st.error(one_sentence(exc, "Making the grain map"))

@@ -11,7 +11,7 @@ import streamlit as st
 
 from microseg.errors import InputError
 from microseg.image import MicroImage
-from microseg.roi import DataBar, Region, find_data_bar, margins_region
+from microseg.roi import WHOLE_IMAGE, DataBar, Region, find_data_bar, margins_region
 from webui import state
 from webui.grains.shared import ui
 
@@ -51,17 +51,17 @@ def region_controls(image: MicroImage) -> tuple[Region, str]:
     margins, sources = dict(user), []
     if drop and bar is not None:
         margins[bar.side] += bar.height
-        sources.append(f"{bar.describe()} left out")
+        sources.append(bar.left_out)
     if any(user.values()):
         sources.append("margins left out: " + ", ".join(f"{s} {user[s]}" for s in SIDES if user[s]))
     try:
         region = margins_region(shape, **margins)
     except InputError as exc:
         st.error(f"{exc} Measuring the whole image.")
-        return Region.full(shape), "whole image"
+        return Region.full(shape), WHOLE_IMAGE
     if region.is_full(shape):
         st.caption(f"The whole image ({shape[1]}x{shape[0]} px).")
-        return region, "whole image"
+        return region, WHOLE_IMAGE
     h, w = region.shape
     st.caption(f"Measuring {region.describe()} ({w}x{h} px); grain positions are in the "
                "region's pixels.")  # fmt: skip
