@@ -156,9 +156,8 @@ def load_init(weights: str | None):  # noqa: ANN201
 
 def finetune_config(seconds: float, seed: int = 0):  # noqa: ANN201
     """The fine-tuning recipe: :class:`TrainConfig`'s defaults for a model given as ``init``
-    (lower learning rate, frozen BatchNorm statistics, distillation of the initial
-    model's confident predictions, best model by held-out strokes with the initial
-    model as a candidate)."""
+    (pseudo-labels from a random forest on the strokes, best model by held-out strokes
+    with the initial model as a candidate)."""
     from microseg.deep import TrainConfig
 
     return TrainConfig(seconds=seconds, seed=seed, preview_every=1e9)
@@ -207,6 +206,7 @@ def train_with_snapshots(
         "seconds": round(trainer.elapsed, 1),
         "lr": trainer.lr,
         "distill": trainer.distill,
+        "teacher": trainer.teacher,
         "freeze_norm": trainer.freeze_norm,
         "best_step": trainer.best_step,
     }
@@ -487,7 +487,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     out.append(
         f"fine-tuned: {a.seconds:.0f} s on the supplied strokes with TrainConfig's fine-tuning "
-        f"defaults (lr {train['lr']:g}, distill {train['distill']:g}, frozen BatchNorm "
+        f"defaults (lr {train['lr']:g}, teacher {train.get('teacher')}, distill {train['distill']:g}, frozen BatchNorm "
         f"{train['freeze_norm']}, 20 % of the strokes held out to keep the best model, the "
         "initial model a candidate); same setting for every image; "
         f"steps done in the budget: {', '.join(str(r['train']['steps']) for r in results.values())}"

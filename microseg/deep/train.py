@@ -1,9 +1,14 @@
 """Training a U-Net from strokes (sparse) or dense masks, on the CPU or a GPU.
 
 The loss ignores unlabelled pixels (stroke value 0), so a few strokes are
-enough. Training is bounded by a time budget, keeps the best model so far
-(by a validation score when one is available, else by the smoothed training
-loss) and can be stopped at any moment from another thread.
+enough. On sparse strokes a teacher adds pseudo-labels on the pixels it is sure
+of: by default a random forest fitted on the same strokes (classical -> deep
+distillation), which spreads the strokes' information over the whole image.
+Training is bounded by a time budget, keeps the best model so far (by a
+validation score when one is available, else by the smoothed training loss) and
+can be stopped at any moment from another thread. When fine-tuning, the starting
+model is a candidate too: it is kept unless the held-out strokes say a trained
+one is better.
 """
 
 from __future__ import annotations
@@ -43,7 +48,8 @@ class TrainConfig:
     max_steps : int or None
         Optional cap on optimiser steps.
     lr : float or None
-        Learning rate; ``None``: 2e-3 from scratch, 1e-4 when fine-tuning.
+        Learning rate; ``None``: 2e-3 from scratch, 1e-3 when fine-tuning (a lower
+        rate cannot move a model far enough to learn a new kind of image in minutes).
     batch, crop : int
         Crops per step and their side in pixels.
     seed : int
@@ -55,19 +61,29 @@ class TrainConfig:
     freeze_encoder : bool
         Train only the decoder (fine-tuning).
     freeze_norm : bool or None
-        Keep BatchNorm statistics fixed; ``None``: only when fine-tuning.
+        Keep BatchNorm statistics fixed; ``None``: no (the statistics of a new kind of
+        image are part of what fine-tuning must learn).
     replay_fraction : float
         Share of each batch drawn from the replay data (when given).
+    teacher : str
+        Where the pseudo-labels on unlabelled pixels come from: ``"classical"`` (a
+        random forest fitted on the training strokes, see
+        :class:`~microseg.classical.RandomForestSegmenter`), ``"initial"`` (the model
+        being fine-tuned: learning without forgetting) or ``"none"``. Dense masks
+        get none.
     distill : float or None
-        Fine-tuning only: weight of a loss that keeps the initial model's confident
-        predictions on unlabelled pixels (learning without forgetting, no extra data);
-        ``None``: 1.0 when fine-tuning. 0 turns it off.
+        Weight of the loss on the teacher's pseudo-labels; ``None``: 0.5 on sparse
+        strokes. 0 turns the teacher off.
     distill_confidence : float
-        Only pixels where the initial model is at least this confident are kept.
+        Only pixels where the teacher's top probability is at least this get a
+        pseudo-label.
+    anchor_weight : float
+        Fine-tuning on held-out strokes: weight in the validation score of the
+        agreement with the initial model's map (0, the default: the held-out strokes
+        alone decide, so a wrong initial model is not locked in).
     anchor_confidence : float
-        Fine-tuning on held-out strokes: the initial model's map is compared with the
-        new model's where its top probability is at least this (0: the whole map), so
-        a change that shifts boundaries or calibration everywhere counts against it.
+        With ``anchor_weight``: the initial model's map is compared where its top
+        probability is at least this (0: the whole map).
     class_weights : str or list of float
         ``"balanced"`` (inverse square-root frequency), ``"model"`` (the weights the
         initial model was trained with, else balanced), ``"none"`` or explicit weights.
@@ -106,8 +122,10 @@ class TrainConfig:
     freeze_encoder: bool = False
     freeze_norm: bool | None = None
     replay_fraction: float = 0.5
+    teacher: str = "classical"
     distill: float | None = None
-    distill_confidence: float = 0.8
+    distill_confidence: float = 0.9
+    anchor_weight: float = 0.0
     anchor_confidence: float = 0.0
     class_weights: str | list[float] = "balanced"
     topology_weight: float = 0.0
@@ -255,6 +273,25 @@ def _crop(x: np.ndarray, y: np.ndarray, y0: int, x0: int, side: int):
         if xc.shape[1:] != (side, side):
             xc = np.pad(inner, pad, mode="edge")
     return xc.astype(np.float32, copy=False), yc
+
+
+TEACHERS = ("classical", "initial", "none")
+
+
+def _classical_teacher(
+    images: Sequence[np.ndarray], targets: Sequence[np.ndarray], task: str, k: int, seed: int
+) -> list[np.ndarray] | None:
+    """Class probabilities ``(K, Y, X)`` per image from a random forest fitted on the
+    strokes (classes beyond ``k`` dropped); ``None`` when the strokes cannot train one
+    (fewer than two classes, mixed channel counts)."""
+    from microseg.classical import RandomForestSegmenter
+
+    try:
+        rf = RandomForestSegmenter().fit(list(images), list(targets), task=task, seed=seed)
+        probas = [np.asarray(rf.predict_proba(im), np.float32) for im in images]
+    except InputError:
+        return None
+    return [p[:k] for p in probas]
 
 
 def prepare_image(image: np.ndarray, in_channels: int | None = None) -> np.ndarray:
@@ -406,8 +443,8 @@ class Trainer:
         self.class_weights = w
         self.weight_t = torch.from_numpy(w).to(self.device)
         # optimiser
-        self.lr = cfg.lr if cfg.lr is not None else (1e-4 if self.finetune else 2e-3)
-        self.freeze_norm = cfg.freeze_norm if cfg.freeze_norm is not None else self.finetune
+        self.lr = cfg.lr if cfg.lr is not None else (1e-3 if self.finetune else 2e-3)
+        self.freeze_norm = bool(cfg.freeze_norm)
         enc = {id(p) for p in self.net.encoder_parameters()} if cfg.freeze_encoder else set()
         for p in self.net.parameters():
             p.requires_grad_(id(p) not in enc)
@@ -416,13 +453,28 @@ class Trainer:
         self.preview_image = (
             prepare_image(preview_image, in_ch) if preview_image is not None else None
         )
-        self.distill = cfg.distill if cfg.distill is not None else (1.0 if self.finetune else 0.0)
-        if self.finetune and self.distill > 0:
-            self._add_pseudo_labels(k)
+        if cfg.teacher not in TEACHERS:
+            raise InputError(f"Unknown teacher '{cfg.teacher}'; use one of {', '.join(TEACHERS)}.")
+        sparse = not self.data.dense
+        self.distill = cfg.distill if cfg.distill is not None else (0.5 if sparse else 0.0)
+        self.teacher = "none"
+        self.pseudo_labelled = 0
+        if self.distill > 0 and sparse and cfg.teacher != "none":
+            if cfg.teacher == "initial" and self.finetune:
+                self._add_pseudo_labels(k, [self._predict(x) for x in self.data.x])
+                self.teacher = "initial model"
+            elif cfg.teacher == "classical":
+                proba = _classical_teacher(images, tr_targets, self.task, k, cfg.seed)
+                if proba is not None:
+                    self._add_pseudo_labels(k, proba)
+                    self.teacher = "random forest on the strokes"
+        if self.teacher == "none":
+            self.distill = 0.0
         self.anchor: np.ndarray | None = None
         self.replace_margin = 0.0
         if self.finetune and self.val is not None and val_images is None:
-            self.anchor = self._make_anchor()
+            if cfg.anchor_weight > 0:
+                self.anchor = self._make_anchor()
             n_val = sum(int((np.asarray(t) > 0).sum()) for t in self.val[1])
             self.replace_margin = 0.5 / math.sqrt(max(1, n_val))
         # state
@@ -437,15 +489,16 @@ class Trainer:
         self._since_best = 0
 
     # -------------------------------------------------------------- helpers
-    def _add_pseudo_labels(self, k: int) -> None:
-        """Unlabelled pixels get the initial model's confident class, stored as k + class."""
-        for i, x in enumerate(self.data.x):
-            p = self._predict(x)
+    def _add_pseudo_labels(self, k: int, probas: Sequence[np.ndarray]) -> None:
+        """Unlabelled pixels get the teacher's confident class, stored as k + class."""
+        for i, p in enumerate(probas):
             cls = np.argmax(p, axis=0).astype(np.uint8) + 1
             keep = (p.max(axis=0) >= self.config.distill_confidence) & (self.data.y[i] == 0)
+            keep &= cls <= k
             y = self.data.y[i].copy()
             y[keep] = cls[keep] + k
             self.data.y[i] = y
+            self.pseudo_labelled += int(keep.sum())
 
     def _thin_class(self) -> int | None:
         """Index of the thin class (boundary or border) the topology loss is on."""
@@ -494,12 +547,11 @@ class Trainer:
     def validate(self) -> float | None:
         """Validation score (``None`` without validation data).
 
-        Macro pixel F1 on the validation targets. When fine-tuning on held-out
-        strokes, the mean of that and the macro F1 of agreement with the initial
-        model's map on the same images (see ``anchor_confidence``): a change must fix
-        painted pixels by more than it alters the rest of the map.
-        The initial model is only replaced by a score higher by more than
-        ``0.5 / sqrt(n)`` (n held-out stroke pixels), the noise of such a small sample.
+        Macro pixel F1 on the validation targets; with ``anchor_weight``, mixed with
+        the macro F1 of agreement with the initial model's map on the same images.
+        When fine-tuning on held-out strokes the initial model is only replaced by a
+        score higher by more than ``0.5 / sqrt(n)`` (n held-out stroke pixels), the
+        noise of such a small sample.
         """
         if self.val is None:
             return None
@@ -513,7 +565,8 @@ class Trainer:
         score = macro_f1(pred, np.concatenate(tgts), k)
         if self.anchor is None:
             return score
-        return 0.5 * score + 0.5 * macro_f1(pred, self.anchor, k)
+        w = float(self.config.anchor_weight)
+        return (1 - w) * score + w * macro_f1(pred, self.anchor, k)
 
     def _make_anchor(self) -> np.ndarray:
         """The initial model's classes on the validation images where it is at least
@@ -528,7 +581,7 @@ class Trainer:
 
     def _consider(self, score: float) -> None:
         margin = 1e-6
-        if self.anchor is not None and self.best_step == 0 and self.step > 0:
+        if self.replace_margin and self.best_step == 0 and self.step > 0:
             # replacing the initial model needs a gain beyond the noise of a few strokes
             margin = self.replace_margin
         if self.best_score is None or score > self.best_score + margin:
@@ -663,8 +716,19 @@ class Trainer:
                 if self.val is None
                 else "held-out strokes and agreement with the initial model"
                 if self.anchor is not None
+                else "held-out strokes, the initial model a candidate"
+                if self.replace_margin
                 else "held-out labels"
             ),
+            "initial_val_score": (
+                round(float(self.scores[0][1]), 5)
+                if self.finetune and self.scores and self.scores[0][0] == 0
+                else None
+            ),
+            "kept_initial": bool(self.finetune and self.best_step == 0),
+            "teacher": self.teacher,
+            "pseudo_labelled_pixels": self.pseudo_labelled,
+            "labelled_pixels": int(sum(lab.size for lab in self.data.labelled)),
             "class_weights": [float(v) for v in self.class_weights],
             "lr": self.lr,
             "finetuned": self.finetune,
