@@ -41,6 +41,7 @@ from webui.grains.measure import (
     unit_labels,
 )
 from webui.grains.region import region_controls
+from webui.grains.retrain import finish_retraining, retrain_panel
 from webui.grains.selection import selected_ids, selection_panel, selection_points, update_selection
 from webui.grains.shared import base_rgb, frame_picker, one_sentence, ui
 from webui.grains.specimen import specimen_panel
@@ -133,6 +134,7 @@ def grains_page() -> None:
     st.title("Grains")
     image = require_image("grains")
     shape = image.shape_yx
+    finish_retraining()  # a model trained on the corrections becomes the map's model
     with st.sidebar:
         t, z = frame_picker(image, "grains")
         choices = grain_model_choices(shape)
@@ -234,6 +236,8 @@ def _grains_body(image, t, z, result, boundary, model_id, region) -> None:  # no
         _grain_map(base, labels, table, result["settings"]["edge"], 1000 if wide else 560)
     selection_panel(table)
     corrections_panel(labels, ps, base, None if model_id == TRUTH else boundary)
+    if model_id != TRUTH:
+        retrain_panel(image, t, z, region, model_id)
     specimen_panel(result)
     exports_panel(result, base, image)
 

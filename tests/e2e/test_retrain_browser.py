@@ -1,0 +1,81 @@
+"""Real browser: correct the grain map, train the U-Net on the corrections, and see the
+map redrawn by the retrained model with its score on held-out corrections."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+from tests.e2e.browser import no_traceback, open_sample, settle, stroke
+from tests.e2e.conftest import SHOTS
+from tests.e2e.test_grains_browser import _grain_count, _nav
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(400)]
+
+
+def test_train_on_my_corrections_redraws_the_map(page):
+    open_sample(page, "synthetic-grains")
+    _nav(page, "Grains")
+    expect(page.get_by_role("heading", name="Grains", exact=True)).to_be_visible(timeout=60_000)
+    page.locator(".st-key-grains_map .js-plotly-plot image").wait_for(
+        state="attached", timeout=120_000
+    )
+    settle(page, 120_000)
+    n0 = _grain_count(page)
+    # before any correction the panel says what to do
+    page.get_by_text("Train on my corrections").first.click()
+    expect(page.get_by_text(re.compile(r"^Correct the map first"))).to_be_visible(timeout=30_000)
+    page.get_by_text("Correct the grain map").click()
+    settle(page)
+    page.get_by_text("Paint on the map").click()
+    canvas = page.locator("canvas.upper-canvas").first
+    canvas.wait_for(timeout=60_000)
+    box = canvas.bounding_box()
+    w, h = box["width"], box["height"]
+    # three separate corrections: lines across the map at a quarter, half, three quarters
+    for i, frac in enumerate((0.25, 0.5, 0.75), start=1):
+        canvas = page.locator("canvas.upper-canvas").first
+        canvas.scroll_into_view_if_needed()
+        stroke(page, canvas, [(4, h * frac), (w - 4, h * frac)])
+        expect(page.get_by_text(re.compile(r"^boundary painted \("))).to_have_count(
+            i, timeout=60_000
+        )
+        settle(page, 120_000)
+    no_traceback(page)
+    assert _grain_count(page) > n0
+    panel = page.locator(".st-key-grains_retrain_panel")
+    panel.scroll_into_view_if_needed()
+    expect(panel.get_by_text(re.compile(r"^3 correction\(s\): \d+ corrected place"))).to_be_visible(
+        timeout=60_000
+    )
+    slider = panel.get_by_role("slider")
+    slider.focus()
+    for _ in range(5):  # 60 s -> 10 s
+        slider.press("ArrowLeft")
+    settle(page)
+    panel.get_by_role("button", name="Train on my corrections").click()
+    expect(page.get_by_text(re.compile(r"^Training on the corrections: step"))).to_be_visible(
+        timeout=60_000
+    )
+    page.screenshot(path=str(SHOTS / "grains_retrain_running.png"), full_page=False)
+    notice = page.get_by_text(re.compile(r"^The U-Net was trained on 3 correction\(s\)"))
+    expect(notice).to_be_visible(timeout=180_000)
+    settle(page, 120_000)
+    no_traceback(page)
+    text = notice.inner_text()
+    m = re.search(r"\(macro F1\): ([\d.]+) before, ([\d.]+) after", text)
+    assert m, text
+    before, after = float(m.group(1)), float(m.group(2))
+    assert after >= before  # the starting model is kept unless the held-out labels say otherwise
+    # the map is now drawn by the retrained U-Net, and the corrections were consumed
+    page.screenshot(path=str(SHOTS / "grains_retrained.png"), full_page=True)
+    model_box = page.get_by_test_id("stSidebar").get_by_role("combobox", name="Boundary model")
+    expect(model_box).to_have_value("Deep learning (U-Net, trained here)", timeout=30_000)
+    expect(page.get_by_text(re.compile(r"^boundary painted \("))).to_have_count(0)
+    page.locator(".st-key-grains_map .js-plotly-plot image").wait_for(
+        state="attached", timeout=120_000
+    )
+    page.screenshot(path=str(SHOTS / "grains_retrained.png"), full_page=True)
+    assert not page.errors

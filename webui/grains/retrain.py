@@ -1,0 +1,154 @@
+"""Train on my corrections: the corrected grain map becomes dense labels for the U-Net
+(with the Annotate strokes of the image), fine-tuned in the background; the new model
+then draws the map. Predict -> correct -> retrain -> predict."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import streamlit as st
+
+from microseg.image import MicroImage
+from microseg.roi import Region
+from webui import state
+from webui.grains.shared import one_sentence, ui
+
+JOB_KEY = "retrain_job"
+DEEP_LABEL = "Deep learning (U-Net, trained here)"
+
+
+def _init_model(model_id: str):  # noqa: ANN202
+    """The U-Net to fine-tune: the map's model when it is one, else the built-in one."""
+    from webui.models import builtin_available, builtin_model, get_model
+
+    if not model_id.startswith(("compare:", "truth")):
+        model = get_model(model_id)
+        if model.metadata.get("kind") == "unet":
+            return model, "the map's U-Net"
+    if builtin_available("grains"):
+        return builtin_model("grains"), "the built-in grains model"
+    return None, "a new U-Net"
+
+
+def training_targets(image: MicroImage, t: int, z: int, region: Region) -> tuple[np.ndarray, dict]:
+    """The corrections of the current map (and the image's strokes) as targets on the
+    measured region, with counts for the page."""
+    from microseg.corrections import correction_targets, merge_targets
+
+    g = ui()
+    corr = correction_targets(g["base_labels"], g["labels"], "grains")
+    strokes = state.strokes_for(t) if z == 0 else None
+    if strokes is not None:
+        strokes = region.crop(strokes)
+    merged = merge_targets(strokes, [corr.targets], corr.targets.shape)
+    counts = {
+        "corrected_px": corr.labelled_px,
+        "places": corr.regions,
+        "stroke_px": 0 if strokes is None else int(np.count_nonzero(strokes)),
+    }
+    return merged, counts
+
+
+def retrain_panel(image: MicroImage, t: int, z: int, region: Region, model_id: str) -> None:
+    """The "Train on my corrections" expander of the Grains page."""
+    g = ui()
+    job = state.get(JOB_KEY)
+    report = g.get("retrain_report")
+    if report and report[0] == state.get("image_id"):
+        st.success(report[1])
+    with st.expander("Train on my corrections", expanded=job is not None and job.running,
+                     key="grains_retrain_panel"):  # fmt: skip
+        if job is not None and job.running:
+            _progress()
+            return
+        if job is not None and job.result is None and job.error is not None:
+            st.error(one_sentence(job.error, "Training on the corrections"))
+        if not g.get("edits"):
+            st.caption("Correct the map first (paint a missing boundary, erase a false one): "
+                       "the corrected places become training labels for the U-Net, which "
+                       "then redraws the map here and on your next images.")  # fmt: skip
+            return
+        try:
+            targets, counts = training_targets(image, t, z, region)
+        except Exception as exc:  # noqa: BLE001 - one sentence, never a traceback
+            st.error(one_sentence(exc, "Turning the corrections into labels"))
+            return
+        init, init_name = _init_model(model_id)
+        st.caption(f"{len(g['edits'])} correction(s): {counts['places']} corrected place(s), "
+                   f"{counts['corrected_px']} labelled pixels, plus {counts['stroke_px']} "
+                   f"painted stroke pixels of this image. Fine-tunes {init_name}; a fifth of "
+                   "the corrected places and strokes is held out to score it.")  # fmt: skip
+        seconds = st.slider("Training time (s)", 10, 600, 60, step=10, key="grains_retrain_s")
+        if st.button("Train on my corrections", key="grains_retrain", type="primary",
+                     disabled=int((targets > 0).sum()) == 0):  # fmt: skip
+            _start(image, t, z, region, targets, init, seconds, counts)
+            st.rerun()
+
+
+def _start(image, t, z, region, targets, init, seconds, counts) -> None:  # noqa: ANN001
+    from microseg.deep import TrainConfig, TrainingJob
+
+    plane = region.crop(image.frame(t, z))
+    job = TrainingJob([plane], [targets], TrainConfig(seconds=float(seconds)), init=init,
+                      task="grains", classes=["grain interior", "grain boundary"])  # fmt: skip
+    job.start()
+    job.meta = {"image_id": state.get("image_id"), "t": t, "z": z, "counts": counts,
+                "n_edits": len(ui().get("edits", [])), "started": time.time()}  # fmt: skip
+    state.put(JOB_KEY, job)
+
+
+@st.fragment(run_every=1.5)
+def _progress() -> None:
+    job = state.get(JOB_KEY)
+    if job is None:
+        return
+    if not job.running:
+        st.rerun()  # the whole page: the finished model redraws the map
+    p = job.progress
+    st.progress(p.fraction, text=f"Training on the corrections: step {p.step}, "
+                f"{p.seconds:.0f} s elapsed, about {p.eta:.0f} s left")  # fmt: skip
+    if st.button("Stop (keep the best model so far)", key="grains_retrain_stop"):
+        job.stop(wait=True)
+        st.rerun()
+
+
+def finish_retraining() -> None:
+    """Called before the page picks its model: a finished job becomes the session's
+    U-Net, the Grains page switches to it, and the corrections it learned are cleared
+    (the new map is drawn by the model that learned them)."""
+    from webui.models import set_session_model
+
+    job = state.get(JOB_KEY)
+    if job is None or job.running or job.result is None or getattr(job, "done", False):
+        return
+    job.done = True
+    model = job.result
+    set_session_model("deep", model)
+    preds = state.get("predictions")
+    for k in [k for k in preds if isinstance(k, tuple) and k and k[0] == "deep"]:
+        del preds[k]
+    g = ui()
+    g["edits"], g["history"] = [], []
+    g["base_key"] = None
+    st.session_state["grains_model"] = DEEP_LABEL
+    tr = model.metadata.get("training", {})
+    g["retrain_report"] = (job.meta["image_id"], retrain_notice(tr, job.meta))
+
+
+def retrain_notice(training: dict, meta: dict) -> str:
+    """One sentence on what the retrained model learned from and how it scores."""
+    c = meta["counts"]
+    text = (f"The U-Net was trained on {meta['n_edits']} correction(s) ({c['corrected_px']} "
+            f"labelled pixels) and {c['stroke_px']} stroke pixels for {training.get('seconds', 0):.0f} s"
+            )  # fmt: skip
+    before, after = training.get("initial_val_score"), training.get("best_val_score")
+    if before is not None and after is not None:
+        verdict = ("it kept the starting model, which scored as well" if training.get("kept_initial")
+                   else "the map below is its prediction")  # fmt: skip
+        text += (f"; score on the held-out corrections and strokes (macro F1): {before:.3f} "
+                 f"before, {after:.3f} after; {verdict}.")  # fmt: skip
+    else:
+        text += ("; too few corrected places to hold some out for a score (correct three or "
+                 "more places for one); the map below is its prediction.")  # fmt: skip
+    return text
