@@ -14,6 +14,7 @@ st.title("Nuclei")
 image = require_image("nuclei")
 image_id = state.get("image_id")
 
+nv.finish_retraining()  # a model trained on the corrections becomes the selected one
 with st.sidebar:
     settings = nv.model_sidebar(image)
 

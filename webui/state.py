@@ -30,6 +30,7 @@ DEFAULTS: dict[str, Any] = {
     "predictions": {},  # (model name, image_id, t) -> (K, Y, X) float32 probabilities
     "training_job": None,  # background U-Net training
     "retrain_job": None,  # U-Net training on the Grains page corrections
+    "nuclei_retrain_job": None,  # U-Net training on the Nuclei page corrections
     "nuclei_result": None,
     "grain_result": None,
     "compare_result": None,

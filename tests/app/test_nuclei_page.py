@@ -361,3 +361,37 @@ def test_draw_on_the_frame_to_merge_split_and_delete(rf_model):
     assert not at.exception
     assert len(at.error) == 1 and "does not touch a nucleus" in at.error[0].value
     assert len(at.session_state["nuclei_result"].frame_rows(0)) == n
+
+
+def test_train_on_my_corrections_selects_the_retrained_unet(rf_model):
+    from webui.models import builtin_available
+
+    if not builtin_available("nuclei"):
+        pytest.skip("the built-in nuclei model is not installed")
+    at = nuclei_page(rf_model)
+    at.button(key="nuc_seg_frame").click().run()
+    assert any(c.value.startswith("Correct nuclei of this frame first") for c in at.caption)
+    res = at.session_state["nuclei_result"]
+    ids = res.frame_rows(0)["label"].to_numpy()
+    at.multiselect(key="nuc_del_ids").set_value([int(ids[0]), int(ids[1]), int(ids[2])]).run()
+    at.button(key="nuc_del").click().run()
+    assert not at.exception
+    caption = [c.value for c in at.caption if c.value.startswith("Frame 0: ")]
+    assert caption and "corrected place(s)" in caption[0]
+    at.slider(key="nuc_retrain_s").set_value(10).run()
+    at.button(key="nuc_retrain").click().run()
+    job = at.session_state["nuclei_retrain_job"]
+    job.join(120)
+    assert job.result is not None and job.error is None
+    at.run()
+    assert not at.exception and not at.error
+    assert at.session_state["models"]["deep"] is job.result
+    assert at.selectbox(key="nuc_model").value == "Deep learning (U-Net, trained here)"
+    text = at.session_state["nuclei_ui"]["retrain_report"][1]
+    assert text.startswith("The U-Net was trained on 1 correction(s)")
+    training = job.result.metadata["training"]
+    assert training["finetuned"] and training["labelled_pixels"] > 0
+    # the retrained model segments the frame
+    at.button(key="nuc_seg_frame").click().run()
+    assert not at.exception and not at.error
+    assert len(at.session_state["nuclei_result"].frame_rows(0)) > 0

@@ -4,8 +4,6 @@ then draws the map. Predict -> correct -> retrain -> predict."""
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import streamlit as st
 
@@ -13,6 +11,7 @@ from microseg.image import MicroImage
 from microseg.roi import Region
 from webui import state
 from webui.grains.shared import one_sentence, ui
+from webui.retraining import finished_model, job_progress, retrain_notice, start_job
 
 JOB_KEY = "retrain_job"
 DEEP_LABEL = "Deep learning (U-Net, trained here)"
@@ -60,7 +59,7 @@ def retrain_panel(image: MicroImage, t: int, z: int, region: Region, model_id: s
     with st.expander("Train on my corrections", expanded=job is not None and job.running,
                      key="grains_retrain_panel"):  # fmt: skip
         if job is not None and job.running:
-            _progress()
+            job_progress(JOB_KEY)
             return
         if job is not None and job.result is None and job.error is not None:
             st.error(one_sentence(job.error, "Training on the corrections"))
@@ -82,35 +81,11 @@ def retrain_panel(image: MicroImage, t: int, z: int, region: Region, model_id: s
         seconds = st.slider("Training time (s)", 10, 600, 60, step=10, key="grains_retrain_s")
         if st.button("Train on my corrections", key="grains_retrain", type="primary",
                      disabled=int((targets > 0).sum()) == 0):  # fmt: skip
-            _start(image, t, z, region, targets, init, seconds, counts)
+            meta = {"n_edits": len(g["edits"]), "corrected_px": counts["corrected_px"],
+                    "stroke_px": counts["stroke_px"], "then": "the map below is its prediction"}  # fmt: skip
+            start_job(JOB_KEY, region.crop(image.frame(t, z)), targets, init, "grains",
+                      ["grain interior", "grain boundary"], seconds, meta)  # fmt: skip
             st.rerun()
-
-
-def _start(image, t, z, region, targets, init, seconds, counts) -> None:  # noqa: ANN001
-    from microseg.deep import TrainConfig, TrainingJob
-
-    plane = region.crop(image.frame(t, z))
-    job = TrainingJob([plane], [targets], TrainConfig(seconds=float(seconds)), init=init,
-                      task="grains", classes=["grain interior", "grain boundary"])  # fmt: skip
-    job.start()
-    job.meta = {"image_id": state.get("image_id"), "t": t, "z": z, "counts": counts,
-                "n_edits": len(ui().get("edits", [])), "started": time.time()}  # fmt: skip
-    state.put(JOB_KEY, job)
-
-
-@st.fragment(run_every=1.5)
-def _progress() -> None:
-    job = state.get(JOB_KEY)
-    if job is None:
-        return
-    if not job.running:
-        st.rerun()  # the whole page: the finished model redraws the map
-    p = job.progress
-    st.progress(p.fraction, text=f"Training on the corrections: step {p.step}, "
-                f"{p.seconds:.0f} s elapsed, about {p.eta:.0f} s left")  # fmt: skip
-    if st.button("Stop (keep the best model so far)", key="grains_retrain_stop"):
-        job.stop(wait=True)
-        st.rerun()
 
 
 def finish_retraining() -> None:
@@ -119,11 +94,10 @@ def finish_retraining() -> None:
     (the new map is drawn by the model that learned them)."""
     from webui.models import set_session_model
 
-    job = state.get(JOB_KEY)
-    if job is None or job.running or job.result is None or getattr(job, "done", False):
+    model = finished_model(JOB_KEY)
+    if model is None:
         return
-    job.done = True
-    model = job.result
+    job = state.get(JOB_KEY)
     set_session_model("deep", model)
     preds = state.get("predictions")
     for k in [k for k in preds if isinstance(k, tuple) and k and k[0] == "deep"]:
@@ -134,21 +108,3 @@ def finish_retraining() -> None:
     st.session_state["grains_model"] = DEEP_LABEL
     tr = model.metadata.get("training", {})
     g["retrain_report"] = (job.meta["image_id"], retrain_notice(tr, job.meta))
-
-
-def retrain_notice(training: dict, meta: dict) -> str:
-    """One sentence on what the retrained model learned from and how it scores."""
-    c = meta["counts"]
-    text = (f"The U-Net was trained on {meta['n_edits']} correction(s) ({c['corrected_px']} "
-            f"labelled pixels) and {c['stroke_px']} stroke pixels for {training.get('seconds', 0):.0f} s"
-            )  # fmt: skip
-    before, after = training.get("initial_val_score"), training.get("best_val_score")
-    if before is not None and after is not None:
-        verdict = ("it kept the starting model, which scored as well" if training.get("kept_initial")
-                   else "the map below is its prediction")  # fmt: skip
-        text += (f"; score on the held-out corrections and strokes (macro F1): {before:.3f} "
-                 f"before, {after:.3f} after; {verdict}.")  # fmt: skip
-    else:
-        text += ("; too few corrected places to hold some out for a score (correct three or "
-                 "more places for one); the map below is its prediction.")  # fmt: skip
-    return text

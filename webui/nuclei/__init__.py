@@ -12,6 +12,7 @@ from webui.nuclei.corrections import corrections_tab
 from webui.nuclei.exports import exports_tab
 from webui.nuclei.model_choice import model_sidebar
 from webui.nuclei.plots import plots_tab, table_tab, time_tab
+from webui.nuclei.retrain import finish_retraining
 from webui.nuclei.segmentation import action_bar, collect_job, frame_slider, remeasure
 from webui.nuclei.selection import selected_keys
 from webui.nuclei.session import NucleiResult, current_result, show_message
@@ -25,6 +26,7 @@ __all__ = [
     "corrections_tab",
     "current_result",
     "exports_tab",
+    "finish_retraining",
     "frame_slider",
     "model_sidebar",
     "plots_tab",

@@ -10,6 +10,7 @@ import streamlit as st
 
 from microseg.errors import InputError
 from microseg.image import MicroImage
+from webui.nuclei.retrain import retrain_section
 from webui.nuclei.session import NucleiResult, run_safely, say, ui
 from webui.stroke_canvas import clear_report, report, stroke_canvas
 
@@ -79,6 +80,7 @@ def apply_edit(image: MicroImage, res: NucleiResult, t: int, kind: str, **kw: An
     else:
         raise ValueError(kind)
     had_tracks = res.tracks is not None
+    res.originals.setdefault(int(t), before)
     undo = ui().setdefault("undo", [])
     undo.append((t, before))
     del undo[:-10]
@@ -153,6 +155,7 @@ def corrections_tab(image: MicroImage, res: NucleiResult, t: int) -> None:
         st.rerun()
     if res.edits:
         st.caption("Corrections so far: " + "; ".join(res.edits[-8:]))
+    retrain_section(image, res, t)
 
 
 def _draw_tool(image: MicroImage, res: NucleiResult, t: int) -> None:

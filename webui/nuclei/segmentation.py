@@ -115,6 +115,7 @@ def segment_frame(image: MicroImage, t: int, settings: dict[str, Any]) -> None:
     rows = meas(labels, frame)
     res = _fresh_result(state.get("image_id"), image, settings)
     res.set_frame(t, labels, rows)
+    res.originals.pop(int(t), None)  # a new segmentation: no corrections on it yet
     say("success", f"Frame {t}: {len(rows)} nuclei ({time.perf_counter() - start:.1f} s).")
 
 
@@ -167,6 +168,7 @@ def collect_job(image: MicroImage) -> None:
         settings=_result_settings(job.settings),
     )
     res.labels = {t: sr.labels[t] for t in range(sr.n_done)}
+    res.originals = {}
     table = order_columns(sr.tables) if len(sr.tables) else empty_objects()
     res.table = table.reset_index(drop=True)
     state.put("nuclei_result", res)

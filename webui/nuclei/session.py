@@ -46,6 +46,9 @@ class NucleiResult:
         Per-track measurements.
     edits : list of str
         Corrections made, in order (recorded in the provenance).
+    originals : dict
+        Frame -> labels as segmented, before the first correction of that frame (what
+        "Train on my corrections" compares the corrected labels with).
     """
 
     image_id: str
@@ -58,6 +61,7 @@ class NucleiResult:
     tracks: Any = None
     track_table: pd.DataFrame | None = None
     edits: list[str] = field(default_factory=list)
+    originals: dict[int, np.ndarray] = field(default_factory=dict)
 
     @property
     def frames_done(self) -> list[int]:

@@ -1,0 +1,67 @@
+"""Training a U-Net on a page's corrections in the background (Grains and Nuclei pages):
+start the job, show its progress, and say what the retrained model learned."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import streamlit as st
+
+from webui import state
+
+
+def start_job(key: str, plane: np.ndarray, targets: np.ndarray, init: Any, task: str,
+              classes: list[str], seconds: float, meta: dict) -> None:  # fmt: skip
+    """Fine-tune ``init`` (or a new U-Net) on ``targets`` of ``plane``; the job is kept
+    in session state under ``key``."""
+    from microseg.deep import TrainConfig, TrainingJob
+
+    job = TrainingJob([plane], [targets], TrainConfig(seconds=float(seconds)), init=init,
+                      task=task, classes=classes)  # fmt: skip
+    job.start()
+    job.meta = {"image_id": state.get("image_id"), "started": time.time(), **meta}
+    state.put(key, job)
+
+
+@st.fragment(run_every=1.5)
+def job_progress(key: str) -> None:
+    """Progress bar and Stop button of the job under ``key``; the page reruns when done."""
+    job = state.get(key)
+    if job is None:
+        return
+    if not job.running:
+        st.rerun()  # the whole page: the finished model takes over
+    p = job.progress
+    st.progress(p.fraction, text=f"Training on the corrections: step {p.step}, "
+                f"{p.seconds:.0f} s elapsed, about {p.eta:.0f} s left")  # fmt: skip
+    if st.button("Stop (keep the best model so far)", key=f"{key}_stop"):
+        job.stop(wait=True)
+        st.rerun()
+
+
+def finished_model(key: str) -> Any:
+    """The model of a job under ``key`` that has finished since the last call, else None."""
+    job = state.get(key)
+    if job is None or job.running or job.result is None or getattr(job, "done", False):
+        return None
+    job.done = True
+    return job.result
+
+
+def retrain_notice(training: dict, meta: dict) -> str:
+    """One sentence on what the retrained model learned from and how it scores."""
+    text = (f"The U-Net was trained on {meta['n_edits']} correction(s) ({meta['corrected_px']} "
+            f"labelled pixels) and {meta['stroke_px']} stroke pixels for "
+            f"{training.get('seconds', 0):.0f} s")  # fmt: skip
+    before, after = training.get("initial_val_score"), training.get("best_val_score")
+    if before is not None and after is not None:
+        verdict = ("it kept the starting model, which scored as well" if training.get("kept_initial")
+                   else f"{meta['then']}")  # fmt: skip
+        text += (f"; score on the held-out corrections and strokes (macro F1): {before:.3f} "
+                 f"before, {after:.3f} after; {verdict}.")  # fmt: skip
+    else:
+        text += (f"; too few corrected places to hold some out for a score (correct three or "
+                 f"more places for one); {meta['then']}.")  # fmt: skip
+    return text
