@@ -48,8 +48,9 @@ class TrainConfig:
     max_steps : int or None
         Optional cap on optimiser steps.
     lr : float or None
-        Learning rate; ``None``: 2e-3 from scratch, 1e-3 when fine-tuning (a lower
-        rate cannot move a model far enough to learn a new kind of image in minutes).
+        Learning rate; ``None``: 2e-3 from scratch, 3e-4 when fine-tuning (1e-4 cannot
+        move a model far enough to learn a new kind of image in minutes; 1e-3 spoils a
+        good model on the few strokes of a small image).
     batch, crop : int
         Crops per step and their side in pixels.
     seed : int
@@ -278,6 +279,18 @@ def _crop(x: np.ndarray, y: np.ndarray, y0: int, x0: int, side: int):
 TEACHERS = ("classical", "initial", "none")
 
 
+def replace_margin(val_targets: Sequence[np.ndarray]) -> float:
+    """How much higher a trained model must score on held-out strokes to replace the
+    starting model: ``0.5 / sqrt(n)`` for n held-out strokes (connected pieces: the
+    pixels of one stroke are not independent samples), at most 0.1."""
+    n = 0
+    for t in val_targets:
+        t = np.asarray(t)
+        for c in np.unique(t[t > 0]):
+            n += int(ndi.label(t == c, structure=np.ones((3, 3)))[1])
+    return min(0.1, 0.5 / math.sqrt(max(1, n)))
+
+
 def _classical_teacher(
     images: Sequence[np.ndarray], targets: Sequence[np.ndarray], task: str, k: int, seed: int
 ) -> list[np.ndarray] | None:
@@ -408,6 +421,7 @@ class Trainer:
         # validation
         tr_targets = list(targets)
         self.val: tuple[list[np.ndarray], list[np.ndarray]] | None = None
+        val_index: list[int] = []  # which training images the held-out strokes are on
         if val_images is not None and val_targets is not None and len(val_images):
             self.val = ([prepare_image(v, in_ch) for v in val_images], list(val_targets))
         else:
@@ -417,7 +431,7 @@ class Trainer:
                 split = split_strokes(targets, cfg.val_strokes, cfg.seed)
                 if split is not None:
                     tr_targets, vt = split
-                    keep = [i for i, v in enumerate(vt) if v.any()]
+                    keep = val_index = [i for i, v in enumerate(vt) if v.any()]
                     self.val = (
                         [prepare_image(images[i], in_ch) for i in keep],
                         [vt[i] for i in keep],
@@ -443,7 +457,7 @@ class Trainer:
         self.class_weights = w
         self.weight_t = torch.from_numpy(w).to(self.device)
         # optimiser
-        self.lr = cfg.lr if cfg.lr is not None else (1e-3 if self.finetune else 2e-3)
+        self.lr = cfg.lr if cfg.lr is not None else (3e-4 if self.finetune else 2e-3)
         self.freeze_norm = bool(cfg.freeze_norm)
         enc = {id(p) for p in self.net.encoder_parameters()} if cfg.freeze_encoder else set()
         for p in self.net.parameters():
@@ -458,6 +472,8 @@ class Trainer:
         sparse = not self.data.dense
         self.distill = cfg.distill if cfg.distill is not None else (0.5 if sparse else 0.0)
         self.teacher = "none"
+        self.teacher_val_score: float | None = None
+        self.anchor: np.ndarray | None = None
         self.pseudo_labelled = 0
         if self.distill > 0 and sparse and cfg.teacher != "none":
             if cfg.teacher == "initial" and self.finetune:
@@ -465,18 +481,16 @@ class Trainer:
                 self.teacher = "initial model"
             elif cfg.teacher == "classical":
                 proba = _classical_teacher(images, tr_targets, self.task, k, cfg.seed)
-                if proba is not None:
+                if proba is not None and self._teacher_helps(proba, val_index, k):
                     self._add_pseudo_labels(k, proba)
                     self.teacher = "random forest on the strokes"
         if self.teacher == "none":
             self.distill = 0.0
-        self.anchor: np.ndarray | None = None
         self.replace_margin = 0.0
         if self.finetune and self.val is not None and val_images is None:
             if cfg.anchor_weight > 0:
                 self.anchor = self._make_anchor()
-            n_val = sum(int((np.asarray(t) > 0).sum()) for t in self.val[1])
-            self.replace_margin = 0.5 / math.sqrt(max(1, n_val))
+            self.replace_margin = replace_margin(self.val[1])
         # state
         self.step = 0
         self.elapsed = 0.0
@@ -499,6 +513,18 @@ class Trainer:
             y[keep] = cls[keep] + k
             self.data.y[i] = y
             self.pseudo_labelled += int(keep.sum())
+
+    def _teacher_helps(self, proba: Sequence[np.ndarray], val_index: list[int], k: int) -> bool:
+        """Whether the random forest's labels can teach the model being fine-tuned: not
+        when the starting model already scores higher on the held-out strokes (its
+        pseudo-labels would pull a good model towards the forest's errors)."""
+        if not self.finetune or self.val is None or not val_index:
+            return True
+        preds = [(np.argmax(proba[i], 0) + 1).ravel() for i in val_index]
+        tgts = [np.asarray(t).ravel() for t in self.val[1]]
+        teacher = macro_f1(np.concatenate(preds), np.concatenate(tgts), k)
+        self.teacher_val_score = teacher
+        return teacher >= float(self.validate())
 
     def _thin_class(self) -> int | None:
         """Index of the thin class (boundary or border) the topology loss is on."""
@@ -550,8 +576,8 @@ class Trainer:
         Macro pixel F1 on the validation targets; with ``anchor_weight``, mixed with
         the macro F1 of agreement with the initial model's map on the same images.
         When fine-tuning on held-out strokes the initial model is only replaced by a
-        score higher by more than ``0.5 / sqrt(n)`` (n held-out stroke pixels), the
-        noise of such a small sample.
+        score higher by more than :func:`replace_margin`, the noise of such a small
+        sample.
         """
         if self.val is None:
             return None
@@ -727,6 +753,9 @@ class Trainer:
             ),
             "kept_initial": bool(self.finetune and self.best_step == 0),
             "teacher": self.teacher,
+            "teacher_val_score": (
+                None if self.teacher_val_score is None else round(self.teacher_val_score, 5)
+            ),
             "pseudo_labelled_pixels": self.pseudo_labelled,
             "labelled_pixels": int(sum(lab.size for lab in self.data.labelled)),
             "class_weights": [float(v) for v in self.class_weights],
