@@ -34,8 +34,11 @@ def job_progress(key: str) -> None:
     if not job.running:
         st.rerun()  # the whole page: the finished model takes over
     p = job.progress
-    st.progress(p.fraction, text=f"Training on the corrections: step {p.step}, "
-                f"{p.seconds:.0f} s elapsed, about {p.eta:.0f} s left")  # fmt: skip
+    if p.step == 0:  # the random forest that labels the rest of the image comes first
+        st.progress(0.0, text="Training on the corrections: preparing the training labels ...")
+    else:
+        st.progress(p.fraction, text=f"Training on the corrections: step {p.step}, "
+                    f"{p.seconds:.0f} s elapsed, about {p.eta:.0f} s left")  # fmt: skip
     if st.button("Stop (keep the best model so far)", key=f"{key}_stop"):
         job.stop(wait=True)
         st.rerun()

@@ -146,7 +146,8 @@ def _grain_count(page) -> int:
     return int(metric.first.get_by_test_id("stMetricValue").inner_text().strip())
 
 
-def test_paint_and_erase_boundaries_on_the_grain_map(page):
+def open_grains_page(page) -> int:
+    """The grain sample on the Grains page with its map drawn; returns the grain count."""
     open_sample(page, "synthetic-grains")
     _nav(page, "Grains")
     expect(page.get_by_role("heading", name="Grains", exact=True)).to_be_visible(timeout=60_000)
@@ -155,7 +156,11 @@ def test_paint_and_erase_boundaries_on_the_grain_map(page):
     )
     settle(page, 120_000)
     no_traceback(page)
-    n0 = _grain_count(page)
+    return _grain_count(page)
+
+
+def test_paint_and_erase_boundaries_on_the_grain_map(page):
+    n0 = open_grains_page(page)
     page.get_by_text(f"Grain table ({n0} grains)").click()  # stays open as the count changes
     settle(page)
     page.get_by_text("Correct the grain map").click()

@@ -8,22 +8,15 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from tests.e2e.browser import no_traceback, open_sample, settle, stroke
+from tests.e2e.browser import no_traceback, settle, stroke
 from tests.e2e.conftest import SHOTS
-from tests.e2e.test_grains_browser import _grain_count, _nav
+from tests.e2e.test_grains_browser import _grain_count, open_grains_page
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(400)]
 
 
 def test_train_on_my_corrections_redraws_the_map(page):
-    open_sample(page, "synthetic-grains")
-    _nav(page, "Grains")
-    expect(page.get_by_role("heading", name="Grains", exact=True)).to_be_visible(timeout=60_000)
-    page.locator(".st-key-grains_map .js-plotly-plot image").wait_for(
-        state="attached", timeout=120_000
-    )
-    settle(page, 120_000)
-    n0 = _grain_count(page)
+    n0 = open_grains_page(page)
     # before any correction the panel says what to do
     page.get_by_text("Train on my corrections").first.click()
     expect(page.get_by_text(re.compile(r"^Correct the map first"))).to_be_visible(timeout=30_000)
