@@ -83,7 +83,7 @@ def correction_targets(
     if margin_px < 0:
         raise InputError(f"The margin must be >= 0 pixels, got {margin_px}.")
     if task == "grains":
-        tb, ta = _grain_targets(b), _grain_targets(a)
+        ta = _grain_targets(a)
         changed = (b == 0) != (a == 0)
     elif task == "nuclei":
         tb, ta = targets_from_masks(b, "nuclei"), targets_from_masks(a, "nuclei")
@@ -92,10 +92,7 @@ def correction_targets(
         raise InputError(f"Corrections train grains or nuclei models, not '{task}'.")
     if not changed.any():
         return CorrectionLabels(np.zeros(a.shape, np.uint8), 0, 0, 0)
-    region = changed
-    if margin_px:
-        yy, xx = np.mgrid[-margin_px : margin_px + 1, -margin_px : margin_px + 1]
-        region = ndi.binary_dilation(changed, yy**2 + xx**2 <= margin_px**2)
+    region = ndi.distance_transform_edt(~changed) <= margin_px
     out = np.where(region, ta, 0).astype(np.uint8)
     n_regions = int(ndi.label(region, structure=np.ones((3, 3)))[1])
     return CorrectionLabels(out, int(changed.sum()), int((out > 0).sum()), n_regions)

@@ -44,13 +44,28 @@ def job_progress(key: str) -> None:
         st.rerun()
 
 
-def finished_model(key: str) -> Any:
-    """The model of a job under ``key`` that has finished since the last call, else None."""
+def take_finished(key: str) -> Any:
+    """The job under ``key`` when it has finished with a model, taken out of session
+    state (so that it is handled once), else None."""
     job = state.get(key)
-    if job is None or job.running or job.result is None or getattr(job, "done", False):
+    if job is None or job.running or job.result is None:
         return None
-    job.done = True
-    return job.result
+    state.put(key, None)
+    return job
+
+
+def held_targets(store: dict, inputs: tuple, compute: Any) -> Any:
+    """``compute()`` once while ``inputs`` (the arrays it reads, compared by identity:
+    a correction or a stroke replaces them) stay the same; kept in ``store``."""
+    held = store.get("retrain_targets")
+    if (
+        held is None
+        or len(held[0]) != len(inputs)
+        or any(a is not b for a, b in zip(held[0], inputs, strict=True))
+    ):
+        held = (inputs, compute())
+        store["retrain_targets"] = held
+    return held[1]
 
 
 def retrain_notice(training: dict, meta: dict) -> str:

@@ -473,6 +473,7 @@ class Trainer:
         self.distill = cfg.distill if cfg.distill is not None else (0.5 if sparse else 0.0)
         self.teacher = "none"
         self.teacher_val_score: float | None = None
+        self._initial_score: float | None = None
         self.anchor: np.ndarray | None = None
         self.pseudo_labelled = 0
         if self.distill > 0 and sparse and cfg.teacher != "none":
@@ -524,7 +525,8 @@ class Trainer:
         tgts = [np.asarray(t).ravel() for t in self.val[1]]
         teacher = macro_f1(np.concatenate(preds), np.concatenate(tgts), k)
         self.teacher_val_score = teacher
-        return teacher >= float(self.validate())
+        self._initial_score = float(self.validate())  # the starting model's, kept for run()
+        return teacher >= self._initial_score
 
     def _thin_class(self) -> int | None:
         """Index of the thin class (boundary or border) the topology loss is on."""
@@ -651,7 +653,8 @@ class Trainer:
         self._set_train_mode()
         eval_every = cfg.eval_every or max(2.0, budget / 15)
         if self.val is not None and self.step == 0 and self.finetune:
-            self._consider(self.validate())  # the starting model is a candidate too
+            start = self._initial_score if self.anchor is None else None
+            self._consider(self.validate() if start is None else start)  # a candidate too
             self.scores.append((0, float(self.best_score)))
         t0 = time.perf_counter() - self.elapsed
         last_eval = last_prev = time.perf_counter()

@@ -11,7 +11,7 @@ from microseg.image import MicroImage
 from microseg.roi import Region
 from webui import state
 from webui.grains.shared import one_sentence, ui
-from webui.retraining import finished_model, job_progress, retrain_notice, start_job
+from webui.retraining import held_targets, job_progress, retrain_notice, start_job, take_finished
 
 JOB_KEY = "retrain_job"
 DEEP_LABEL = "Deep learning (U-Net, trained here)"
@@ -36,17 +36,20 @@ def training_targets(image: MicroImage, t: int, z: int, region: Region) -> tuple
     from microseg.corrections import correction_targets, merge_targets
 
     g = ui()
-    corr = correction_targets(g["base_labels"], g["labels"], "grains")
     strokes = state.strokes_for(t) if z == 0 else None
-    if strokes is not None:
-        strokes = region.crop(strokes)
-    merged = merge_targets(strokes, [corr.targets], corr.targets.shape)
-    counts = {
-        "corrected_px": corr.labelled_px,
-        "places": corr.regions,
-        "stroke_px": 0 if strokes is None else int(np.count_nonzero(strokes)),
-    }
-    return merged, counts
+
+    def compute() -> tuple[np.ndarray, dict]:
+        corr = correction_targets(g["base_labels"], g["labels"], "grains")
+        mine = None if strokes is None else region.crop(strokes)
+        merged = merge_targets(mine, [corr.targets], corr.targets.shape)
+        return merged, {
+            "corrected_px": corr.labelled_px,
+            "places": corr.regions,
+            "stroke_px": 0 if mine is None else int(np.count_nonzero(mine)),
+        }
+
+    # the map is made anew when the region changes, so the arrays tell the region too
+    return held_targets(g, (g["base_labels"], g["labels"], strokes), compute)
 
 
 def retrain_panel(image: MicroImage, t: int, z: int, region: Region, model_id: str) -> None:
@@ -94,10 +97,10 @@ def finish_retraining() -> None:
     (the new map is drawn by the model that learned them)."""
     from webui.models import set_session_model
 
-    model = finished_model(JOB_KEY)
-    if model is None:
+    job = take_finished(JOB_KEY)
+    if job is None:
         return
-    job = state.get(JOB_KEY)
+    model = job.result
     set_session_model("deep", model)
     preds = state.get("predictions")
     for k in [k for k in preds if isinstance(k, tuple) and k and k[0] == "deep"]:

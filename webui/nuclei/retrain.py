@@ -10,7 +10,7 @@ import streamlit as st
 from microseg.image import MicroImage
 from webui import state
 from webui.nuclei.session import NucleiResult, say, ui
-from webui.retraining import finished_model, job_progress, retrain_notice, start_job
+from webui.retraining import held_targets, job_progress, retrain_notice, start_job, take_finished
 
 JOB_KEY = "nuclei_retrain_job"
 
@@ -35,14 +35,18 @@ def frame_targets(res: NucleiResult, t: int) -> tuple[np.ndarray, dict]:
     """The corrections of frame ``t`` (and its strokes) as training targets."""
     from microseg.corrections import correction_targets, merge_targets
 
-    corr = correction_targets(res.originals[t], res.labels[t], "nuclei")
     strokes = state.strokes_for(t) if res.z == 0 else None
-    merged = merge_targets(strokes, [corr.targets], corr.targets.shape)
-    return merged, {
-        "corrected_px": corr.labelled_px,
-        "places": corr.regions,
-        "stroke_px": 0 if strokes is None else int(np.count_nonzero(strokes)),
-    }
+
+    def compute() -> tuple[np.ndarray, dict]:
+        corr = correction_targets(res.originals[t], res.labels[t], "nuclei")
+        merged = merge_targets(strokes, [corr.targets], corr.targets.shape)
+        return merged, {
+            "corrected_px": corr.labelled_px,
+            "places": corr.regions,
+            "stroke_px": 0 if strokes is None else int(np.count_nonzero(strokes)),
+        }
+
+    return held_targets(ui(), (res.originals[t], res.labels[t], strokes), compute)
 
 
 def retrain_section(image: MicroImage, res: NucleiResult, t: int) -> None:
@@ -84,10 +88,10 @@ def finish_retraining() -> None:
     U-Net and the selected nuclei model."""
     from webui.models import set_session_model
 
-    model = finished_model(JOB_KEY)
-    if model is None:
+    job = take_finished(JOB_KEY)
+    if job is None:
         return
-    job = state.get(JOB_KEY)
+    model = job.result
     set_session_model("deep", model)
     ui()["model_id"] = "deep"
     ui()["select_model_id"] = True
