@@ -94,20 +94,23 @@ def retrain_panel(image: MicroImage, t: int, z: int, region: Region, model_id: s
 def finish_retraining() -> None:
     """Called before the page picks its model: a finished job becomes the session's
     U-Net, the Grains page switches to it, and the corrections it learned are cleared
-    (the new map is drawn by the model that learned them)."""
+    (the new map is drawn by the model that learned them). When the starting model was
+    kept, only the report is shown: the map and its corrections stay."""
     from webui.models import set_session_model
 
     job = take_finished(JOB_KEY)
     if job is None:
         return
     model = job.result
+    tr = model.metadata.get("training", {})
+    g = ui()
+    g["retrain_report"] = (job.meta["image_id"], retrain_notice(tr, job.meta))
+    if tr.get("kept_initial"):  # nothing learned: the map and its corrections stay as they are
+        return
     set_session_model("deep", model)
     preds = state.get("predictions")
     for k in [k for k in preds if isinstance(k, tuple) and k and k[0] == "deep"]:
         del preds[k]
-    g = ui()
     g["edits"], g["history"] = [], []
     g["base_key"] = None
     st.session_state["grains_model"] = DEEP_LABEL
-    tr = model.metadata.get("training", {})
-    g["retrain_report"] = (job.meta["image_id"], retrain_notice(tr, job.meta))

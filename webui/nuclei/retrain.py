@@ -92,9 +92,12 @@ def finish_retraining() -> None:
     if job is None:
         return
     model = job.result
+    training = model.metadata.get("training", {})
+    text = retrain_notice(training, job.meta)
+    ui()["retrain_report"] = (job.meta["image_id"], text)
+    say("success", text)
+    if training.get("kept_initial"):  # nothing learned: the selected model stays
+        return
     set_session_model("deep", model)
     ui()["model_id"] = "deep"
     ui()["select_model_id"] = True
-    text = retrain_notice(model.metadata.get("training", {}), job.meta)
-    ui()["retrain_report"] = (job.meta["image_id"], text)
-    say("success", text)
