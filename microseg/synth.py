@@ -196,51 +196,11 @@ def synth_grains(
     if n_grains < 2:
         raise InputError("A synthetic polycrystal needs at least 2 grains.")
     rng = np.random.default_rng(seed)
-    spacing = float(np.sqrt(h * w / n_grains))
-    stretch = float(np.sqrt(max(elongation, 0.1)))
-
-    # Seeds in the (warped, stretched) plane, over a margin so edge grains are cut.
-    margin = spacing
-    lo = np.array([-margin * stretch, -margin / stretch])
-    hi = np.array([(h + margin) * stretch, (w + margin) / stretch])
-    # Cells cut by the edge count too: aim the density so about n_grains meet the image.
-    density = n_grains / ((h + 0.75 * spacing) * (w + 0.75 * spacing))
-    n_total = int(round(density * (h + 2 * margin) * (w + 2 * margin)))
-    seeds = _dart_throw(rng, n_total, lo, hi, 0.62 * spacing)
-    n_seeds = len(seeds)
-    weights = (0.32 * spacing) ** 2 * rng.uniform(-1.0, 1.0, n_seeds)
-
+    cells = grain_cells(rng, (h, w), n_grains, elongation=elongation)
+    raw, d_iface, n_seeds = cells.raw, cells.d_iface, cells.n_seeds
+    pair_lo, pair_hi = cells.pair_lo, cells.pair_hi
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
-    wy = 0.16 * spacing * _smooth_noise(rng, (h, w), 0.7 * spacing)
-    wx = 0.16 * spacing * _smooth_noise(rng, (h, w), 0.7 * spacing)
-    wy += 0.035 * spacing * _smooth_noise(rng, (h, w), 0.12 * spacing)
-    wx += 0.035 * spacing * _smooth_noise(rng, (h, w), 0.12 * spacing)
-    pts = np.stack([(yy + wy) * stretch, (xx + wx) / stretch], axis=-1).reshape(-1, 2)
-
-    k = min(8, n_seeds)
-    dist, idx = cKDTree(seeds).query(pts, k=k, workers=1)
-    power = dist**2 - weights[idx]
-    order = np.argsort(power, axis=1)[:, :2]
-    rows = np.arange(len(pts))
-    i1, i2 = idx[rows, order[:, 0]], idx[rows, order[:, 1]]
-    p1, p2 = power[rows, order[:, 0]], power[rows, order[:, 1]]
-    sep = np.linalg.norm(seeds[i1] - seeds[i2], axis=1)
-    # Distance to the interface between the two nearest cells, in pixels.
-    d_iface = ((p2 - p1) / (2 * np.maximum(sep, 1e-6))).reshape(h, w).astype(np.float32)
-    raw = (i1 + 1).reshape(h, w).astype(np.int32)
-    pair_lo = np.minimum(i1, i2).reshape(h, w)
-    pair_hi = np.maximum(i1, i2).reshape(h, w)
-
-    raw = _merge_fragments(raw)
-    boundaries = ndi.maximum_filter(raw, size=3) != ndi.minimum_filter(raw, size=3)
-    pieces = cc_label(~boundaries, connectivity=1)
-    sizes = np.bincount(pieces.ravel())
-    small = sizes < 8
-    small[0] = True
-    pieces[small[pieces]] = 0
-    labels, _, _ = relabel_sequential(pieces)
-    labels = labels.astype(np.uint16)
-    boundaries = labels == 0
+    labels, boundaries = grain_labels(raw)
 
     # --- rendering: reflectance of each grain, then boundaries, pores, scratches.
     tone = rng.normal(0.84, 0.025, n_seeds + 1)
@@ -298,6 +258,135 @@ def synth_grains(
         photons += rng.standard_normal((h, w), dtype=np.float32) * np.float32(8.0 * noise)
     image = np.clip(photons * (268.0 / full_well) + 4.0, 0, 255).round().astype(np.uint8)
     return GrainSample(image, labels, boundaries, float(pixel_size_um), int(seed))
+
+
+@dataclass
+class GrainCells:
+    """The cells of a polycrystal before rendering (see :func:`grain_cells`).
+
+    Attributes
+    ----------
+    raw : ndarray
+        ``(Y, X)`` int32 cell id ``1..n_seeds`` of every pixel (one piece per cell).
+    d_iface : ndarray
+        ``(Y, X)`` float32 distance in pixels to the interface with the next-nearest cell.
+    pair_lo, pair_hi : ndarray
+        ``(Y, X)`` ids (from 0) of the two nearest cells: together they name the interface.
+    n_seeds : int
+        Number of cells, including those outside the image.
+    """
+
+    raw: np.ndarray
+    d_iface: np.ndarray
+    pair_lo: np.ndarray
+    pair_hi: np.ndarray
+    n_seeds: int
+
+
+def grain_cells(
+    rng: np.random.Generator,
+    shape: tuple[int, int],
+    n_grains: int,
+    *,
+    elongation: float = 1.0,
+    angle: float = 0.0,
+) -> GrainCells:
+    """Cells of a power diagram in noise-warped coordinates: curved boundaries, varied sizes.
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+        Source of randomness (consumed in a fixed order: equal states give equal cells).
+    shape : tuple of int
+        Image height and width in pixels.
+    n_grains : int
+        Approximate number of cells that meet the image.
+    elongation : float
+        Cell aspect ratio (1 = equiaxed).
+    angle : float
+        Direction of the long axis in radians, from the x axis (0 = along x).
+
+    Returns
+    -------
+    GrainCells
+    """
+    h, w = shape
+    spacing = float(np.sqrt(h * w / n_grains))
+    stretch = float(np.sqrt(max(elongation, 0.1)))
+
+    # Seeds in the (warped, rotated, stretched) plane, over a margin so edge grains are cut.
+    margin = spacing
+    if angle:
+        c, s = np.cos(angle), np.sin(angle)
+        cy, cx = h / 2, w / 2
+        corners = np.array([[0, 0], [0, w], [h, 0], [h, w]], float) - [cy, cx]
+        u = corners[:, 0] * c + corners[:, 1] * s + cy
+        v = -corners[:, 0] * s + corners[:, 1] * c + cx
+        ext = (u.min(), u.max(), v.min(), v.max())
+    else:
+        ext = (0.0, float(h), 0.0, float(w))
+    lo = np.array([(ext[0] - margin) * stretch, (ext[2] - margin) / stretch])
+    hi = np.array([(ext[1] + margin) * stretch, (ext[3] + margin) / stretch])
+    # Cells cut by the edge count too: aim the density so about n_grains meet the image.
+    density = n_grains / ((h + 0.75 * spacing) * (w + 0.75 * spacing))
+    area = (ext[1] - ext[0] + 2 * margin) * (ext[3] - ext[2] + 2 * margin)
+    n_total = int(round(density * area))
+    seeds = _dart_throw(rng, n_total, lo, hi, 0.62 * spacing)
+    n_seeds = len(seeds)
+    weights = (0.32 * spacing) ** 2 * rng.uniform(-1.0, 1.0, n_seeds)
+
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    wy = 0.16 * spacing * _smooth_noise(rng, (h, w), 0.7 * spacing)
+    wx = 0.16 * spacing * _smooth_noise(rng, (h, w), 0.7 * spacing)
+    wy += 0.035 * spacing * _smooth_noise(rng, (h, w), 0.12 * spacing)
+    wx += 0.035 * spacing * _smooth_noise(rng, (h, w), 0.12 * spacing)
+    py, px = yy + wy, xx + wx
+    if angle:
+        py, px = (
+            (py - cy) * np.float32(c) + (px - cx) * np.float32(s) + np.float32(cy),
+            -(py - cy) * np.float32(s) + (px - cx) * np.float32(c) + np.float32(cx),
+        )
+    pts = np.stack([py * stretch, px / stretch], axis=-1).reshape(-1, 2)
+
+    k = min(8, n_seeds)
+    dist, idx = cKDTree(seeds).query(pts, k=k, workers=1)
+    power = dist**2 - weights[idx]
+    order = np.argsort(power, axis=1)[:, :2]
+    rows = np.arange(len(pts))
+    i1, i2 = idx[rows, order[:, 0]], idx[rows, order[:, 1]]
+    p1, p2 = power[rows, order[:, 0]], power[rows, order[:, 1]]
+    sep = np.linalg.norm(seeds[i1] - seeds[i2], axis=1)
+    # Distance to the interface between the two nearest cells, in pixels.
+    d_iface = ((p2 - p1) / (2 * np.maximum(sep, 1e-6))).reshape(h, w).astype(np.float32)
+    raw = (i1 + 1).reshape(h, w).astype(np.int32)
+    pair_lo = np.minimum(i1, i2).reshape(h, w)
+    pair_hi = np.maximum(i1, i2).reshape(h, w)
+    return GrainCells(_merge_fragments(raw), d_iface, pair_lo, pair_hi, n_seeds)
+
+
+def grain_labels(raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Grain ids and boundary mask of a cell map ``raw``.
+
+    A pixel is on a boundary when its 3x3 neighbourhood spans two or more cells
+    (boundaries 2 px wide, centred on the interface); grains are the 4-connected
+    regions of the rest, numbered ``1..N`` (pieces under 8 px count as boundary).
+
+    Returns
+    -------
+    labels : ndarray
+        ``(Y, X)`` uint16 grain ids, 0 on boundaries.
+    boundaries : ndarray
+        ``(Y, X)`` bool, exactly ``labels == 0``.
+    """
+    boundaries = ndi.maximum_filter(raw, size=3) != ndi.minimum_filter(raw, size=3)
+    pieces = cc_label(~boundaries, connectivity=1)
+    sizes = np.bincount(pieces.ravel())
+    small = sizes < 8
+    small[0] = True
+    pieces[small[pieces]] = 0
+    labels, _, _ = relabel_sequential(pieces)
+    labels = labels.astype(np.uint16)
+    return labels, labels == 0
 
 
 def _merge_fragments(raw: np.ndarray) -> np.ndarray:
