@@ -75,7 +75,9 @@ def _classical_panel(image, t, strokes, names, task, classes):
     proba = preds.get(pkey)
     if proba is not None:
         styles = classes if model is None else class_styles(list(model.classes), classes)
-        show_prediction(image, t, proba, styles, "rf")
+        show_prediction(image, t, proba, styles, "rf", strokes=strokes,
+                        uncertainty_note="Uncertainty: 1 - the margin between the two most "
+                        "probable classes of the random forest.")  # fmt: skip
 
 
 def feature_selector():
@@ -114,10 +116,21 @@ def class_styles(model_classes: list[str], classes: list[dict]) -> list[dict]:
     return styles
 
 
-def show_prediction(image: MicroImage, t: int, proba: np.ndarray, classes: list[dict], key: str):
+def show_prediction(
+    image: MicroImage,
+    t: int,
+    proba: np.ndarray,
+    classes: list[dict],
+    key: str,
+    strokes: np.ndarray | None = None,
+    uncertainty_of=None,  # noqa: ANN001 - () -> (Y, X) map, computed when first shown
+    uncertainty_note: str = "",
+):
     """Overlay, outlines, probability maps, uncertainty and where to paint next.
 
-    ``classes`` must describe the model's classes (one per probability map).
+    ``classes`` must describe the model's classes (one per probability map); the
+    "where to paint next" boxes avoid the ``strokes`` already painted. Without
+    ``uncertainty_of`` the uncertainty is the margin of ``proba``.
     """
     from microseg.classical import area_fractions, suggest_regions, uncertainty
 
@@ -166,8 +179,15 @@ def show_prediction(image: MicroImage, t: int, proba: np.ndarray, classes: list[
         )
         st.plotly_chart(fig, key=f"{key}_pfig")
     else:
-        unc = uncertainty(proba)
-        boxes = suggest_regions(unc, n=5)
+        if uncertainty_of is None:
+            unc = uncertainty(proba)
+        else:
+            with st.spinner("Predicting on eight flips and turns of the image ..."):
+                unc = uncertainty_of()
+        painted = strokes if strokes is not None and strokes.shape == unc.shape else None
+        boxes = suggest_regions(unc, n=5, exclude=painted)
+        if uncertainty_note:
+            st.caption(uncertainty_note)
         fig = go.Figure(
             go.Heatmap(
                 z=unc,
@@ -262,7 +282,9 @@ def _deep_panel(image, t, strokes, names, task, classes):
     if proba is not None:
         if job is not None and job.progress.losses:
             st.plotly_chart(_loss_figure(job.progress), key="dl_loss_done")
-        show_prediction(image, t, proba, class_styles(model.classes, classes), "dl")
+        show_prediction(image, t, proba, class_styles(model.classes, classes), "dl",
+                        strokes=strokes, uncertainty_of=lambda: training.deep_uncertainty(image, t),
+                        uncertainty_note=training.DEEP_UNCERTAINTY_NOTE)  # fmt: skip
 
 
 @st.fragment(run_every=1.5)

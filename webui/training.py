@@ -119,6 +119,27 @@ def _image_name(image: MicroImage) -> str:
     return (state.get("image_source") or {}).get("name") or image.name
 
 
+DEEP_UNCERTAINTY_NOTE = (
+    "Uncertainty of the U-Net: how much its predictions on the eight flips and quarter "
+    "turns of the image disagree, and how close its two most probable classes are. "
+    "A network can be confidently wrong on a kind of image it never saw: check the map too."
+)
+
+
+def deep_uncertainty(image: MicroImage, t: int) -> np.ndarray:
+    """Uncertainty map of the session's U-Net on frame ``t`` (eight passes; cached per model)."""
+    from microseg.deep.uncertainty import augmentation_uncertainty
+
+    model = state.get("models").get("deep")
+    key = ("deep uncertainty", state.get("image_id"), t)
+    preds = state.get("predictions")
+    cached = preds.get(key)
+    if cached is None or cached[0] is not model:
+        _, unc = augmentation_uncertainty(model, image.frame(t))
+        preds[key] = cached = (model, unc)
+    return cached[1]
+
+
 def deep_prediction(image: MicroImage, t: int) -> np.ndarray | None:
     """Probabilities of the session's U-Net on frame ``t`` (cached)."""
     model = state.get("models").get("deep")

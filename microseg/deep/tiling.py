@@ -9,7 +9,7 @@ weights. Tile origins lie on the network's pooling grid.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
@@ -123,15 +123,15 @@ def predict_proba_tiled(
     return np.ascontiguousarray(acc[:, :h, :w])
 
 
-def predict_proba_augmented(
+def augmented_passes(
     net: UNet,
     image: np.ndarray,
     progress: ProgressFn | None = None,
     stop: threading.Event | None = None,
     **kw: object,
-) -> np.ndarray:
-    """Test-time augmentation: the mean of :func:`predict_proba_tiled` over the eight
-    flips and quarter turns of ``image``, each mapped back (8x the time).
+) -> Iterator[np.ndarray]:
+    """:func:`predict_proba_tiled` of each of the eight flips and quarter turns of
+    ``image``, mapped back to the image's orientation, one at a time.
 
     Parameters
     ----------
@@ -142,7 +142,6 @@ def predict_proba_augmented(
     **kw
         Further arguments of :func:`predict_proba_tiled` (tile, overlap, device ...).
     """
-    acc: np.ndarray | None = None
     passes = [(k, flip) for flip in (False, True) for k in range(4)]
     for i, (k, flip) in enumerate(passes):
         x = image[:, :, ::-1] if flip else image
@@ -154,8 +153,23 @@ def predict_proba_augmented(
 
         p = predict_proba_tiled(net, x, progress=sub, stop=stop, **kw)  # type: ignore[arg-type]
         p = np.rot90(p, -k, axes=(1, 2))
-        p = p[:, :, ::-1] if flip else p
+        yield np.ascontiguousarray(p[:, :, ::-1] if flip else p)
+
+
+def predict_proba_augmented(
+    net: UNet,
+    image: np.ndarray,
+    progress: ProgressFn | None = None,
+    stop: threading.Event | None = None,
+    **kw: object,
+) -> np.ndarray:
+    """Test-time augmentation: the mean of :func:`augmented_passes` (8x the time).
+
+    Parameters are those of :func:`augmented_passes`.
+    """
+    acc: np.ndarray | None = None
+    for p in augmented_passes(net, image, progress, stop, **kw):
         acc = p.copy() if acc is None else acc + p
     assert acc is not None
-    acc /= len(passes)
+    acc /= 8
     return np.ascontiguousarray(acc, dtype=np.float32)
