@@ -400,6 +400,8 @@ class Trainer:
                 if k in ("pixel_size_um", "object_diameter_px", "normalisation", "data")
             }
             self.base_meta["init"] = init.metadata.get("name", "model")
+            # the starting model's feature statistics hold only while its weights do
+            self._init_feature_stats = init.metadata.get("feature_stats")
         else:
             self.task = task
             max_t = max(int(np.max(t)) for t in targets)
@@ -768,6 +770,8 @@ class Trainer:
         }
         meta = dict(self.base_meta)
         meta["training"] = summary
+        if summary["kept_initial"] and getattr(self, "_init_feature_stats", None):
+            meta["feature_stats"] = self._init_feature_stats
         return UNetSegmenter(net, self.classes, self.task, meta, device=self.device)
 
     # -------------------------------------------------------------- checkpoints
