@@ -119,6 +119,22 @@ def synth_grain_data(n: int, seed: int = 1000) -> tuple[list[np.ndarray], list[n
     return images, masks
 
 
+def styled_grain_data(
+    n: int, seed: int = 5000, side: int = 320
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """``n`` grain images in the styles of :mod:`microseg.synth_styles` (the styles in
+    turn, the rest drawn by seed), as ``(3, Y, X)`` float32, and their boundary maps."""
+    from microseg.synth_styles import STYLES, synth_grain_style
+
+    images, masks = [], []
+    for k in range(n):
+        s = synth_grain_style((side, side), seed=seed + k, style=STYLES[k % len(STYLES)])
+        im = s.image.astype(np.float32)
+        images.append(np.moveaxis(im, -1, 0) if im.ndim == 3 else np.repeat(im[None], 3, axis=0))
+        masks.append(s.boundaries.astype(np.uint8))
+    return images, masks
+
+
 def _centre_crops(arrays: list[np.ndarray], side: int) -> list[np.ndarray]:
     out = []
     for a in arrays:
@@ -137,7 +153,7 @@ def _median_diameter(labels: list[np.ndarray]) -> float:
     return float(np.median(np.concatenate(diam)))
 
 
-def build(name: str, data: Path, n_synth: int = 8) -> dict[str, Any]:
+def build(name: str, data: Path, n_synth: int = 8, n_styled: int = 0) -> dict[str, Any]:
     """Training inputs of built-in model ``name``."""
     from microseg.deep.train import targets_from_masks
 
@@ -162,15 +178,23 @@ def build(name: str, data: Path, n_synth: int = 8) -> dict[str, Any]:
         tr_x, tr_m = load_tbm(data, split["train"])
         va_x, va_m = load_tbm(data, split["val"])
         sy_x, sy_m = synth_grain_data(n_synth)
+        st_x, st_m = styled_grain_data(n_styled)
+        # one styled image per style, on seeds never trained on, joins the validation set
+        sv_x, sv_m = styled_grain_data(3 if n_styled else 0, seed=9000, side=256)
         return {
-            "images": tr_x + sy_x,
-            "targets": [targets_from_masks(m, "grains") for m in tr_m + sy_m],
-            "val_images": va_x,
-            "val_targets": [targets_from_masks(m, "grains") for m in va_m],
+            "images": tr_x + sy_x + st_x,
+            "targets": [targets_from_masks(m, "grains") for m in tr_m + sy_m + st_m],
+            "val_images": va_x + sv_x,
+            "val_targets": [targets_from_masks(m, "grains") for m in va_m + sv_m],
             "classes": BUILTINS["grains"]["classes"],
             "zoom": (0.75, 1.33),
             "object_diameter_px": None,
-            "split": {**{k: len(v) for k, v in split.items()}, "synthetic": len(sy_x)},
+            "split": {
+                **{k: len(v) for k, v in split.items()},
+                "synthetic": len(sy_x),
+                "styled": len(st_x),
+                "styled_val": len(sv_x),
+            },
             "held_out_ids": split["test"],
             "train_ids": split["train"],
             "val_ids": split["val"],
@@ -194,6 +218,7 @@ class Recipe:
     batch: int = 8
     crop: int = 128
     n_synth: int = 8
+    n_styled: int = 0
     base: int = 8
     channel_jitter: float = 0.0
     texture: float = 0.0
@@ -222,7 +247,7 @@ def train(
     r = recipe or Recipe()
     torch.set_num_threads(threads)
     t_load = time.perf_counter()
-    d = build(name, data, r.n_synth)
+    d = build(name, data, r.n_synth, r.n_styled)
     print(
         f"[{name}] loaded {len(d['images'])} training images in "
         f"{time.perf_counter() - t_load:.0f} s; split {d['split']}",
@@ -319,6 +344,42 @@ def train(
     return path
 
 
+def stats_images(name: str, data: Path) -> list[np.ndarray]:
+    """The training images whose feature statistics a built-in model records: for
+    nuclei every 4th DSB training image, for grains the TBM training tiles and the
+    synthetic images (the styled ones too when the model was trained on them)."""
+    if name == "nuclei":
+        return load_dsb(data, nuclei_split(data)["train"][::4])[0]
+    d = build(name, data, 8, 0)
+    return list(d["images"])
+
+
+def record_stats(path: Path, data: Path, n_styled: int | None = None) -> dict[str, Any]:
+    """Record the feature statistics of the model at ``path`` over its training images
+    (:func:`microseg.deep.familiarity.record_feature_stats`) in its file."""
+    from microseg.deep import UNetSegmenter
+    from microseg.deep.familiarity import record_feature_stats
+
+    model = UNetSegmenter.load(path)
+    name = "nuclei" if model.task == "nuclei" else "grains"
+    images = stats_images(name, data)
+    if name == "grains":
+        k = (
+            n_styled
+            if n_styled is not None
+            else int(model.metadata.get("recipe", {}).get("n_styled", 0))
+        )
+        images += styled_grain_data(k)[0]
+    stats = record_feature_stats(model, images, crops_per_image=4 if name == "nuclei" else 6)
+    model.save(path)
+    print(
+        f"[{name}] feature statistics of {stats['n_crops']} crops of {stats['n_images']} "
+        f"training images written to {path}",
+        file=sys.stderr,
+    )
+    return stats
+
+
 def calibrate_nuclei(path: Path, data: Path, limit: int | None = None) -> dict[str, Any]:
     """Choose the instance settings of the nuclei model at ``path`` on the DSB validation
     split (never trained on; its first ``limit`` images when given) and store them in its
@@ -365,6 +426,12 @@ def main(argv: list[str] | None = None) -> int:
     tp.add_argument("--batch", type=int, default=8)
     tp.add_argument("--crop", type=int, default=128)
     tp.add_argument("--synthetic", type=int, default=8, help="grains: synthetic images added")
+    tp.add_argument(
+        "--styles",
+        type=int,
+        default=0,
+        help="grains: images in the styles of microseg.synth_styles added (SEM, optical, tint...)",
+    )
     tp.add_argument("--base", type=int, default=8, help="channels of the first U-Net level")
     tp.add_argument(
         "--channel-jitter", type=float, default=0.0, help="per-channel gain range (colour images)"
@@ -379,6 +446,12 @@ def main(argv: list[str] | None = None) -> int:
     cp.add_argument("name", choices=["nuclei"])
     cp.add_argument("--weights", type=Path, default=WEIGHTS_DIR / "nuclei.safetensors")
     cp.add_argument("--data", type=Path, default=default_data_dir())
+    sp = sub.add_parser(
+        "stats", help="record a built-in model's feature statistics over its training images"
+    )
+    sp.add_argument("name", choices=sorted(BUILTINS))
+    sp.add_argument("--weights", type=Path, default=None)
+    sp.add_argument("--data", type=Path, default=default_data_dir())
     a = ap.parse_args(argv)
     if not a.data.is_dir():
         print(f"The data folder {a.data} does not exist.", file=sys.stderr)
@@ -386,11 +459,15 @@ def main(argv: list[str] | None = None) -> int:
     if a.cmd == "calibrate":
         calibrate_nuclei(a.weights, a.data)
         return 0
+    if a.cmd == "stats":
+        record_stats(a.weights or WEIGHTS_DIR / f"{a.name}.safetensors", a.data)
+        return 0
     recipe = Recipe(
         seed=a.seed,
         batch=a.batch,
         crop=a.crop,
         n_synth=a.synthetic,
+        n_styled=a.styles,
         base=a.base,
         channel_jitter=a.channel_jitter,
         texture=a.texture,
@@ -401,4 +478,5 @@ def main(argv: list[str] | None = None) -> int:
     path = train(a.name, a.minutes, a.resume, a.data, a.threads, a.checkpoints, a.out, recipe)
     if a.name == "nuclei":
         calibrate_nuclei(path, a.data)
+    record_stats(path, a.data, recipe.n_styled)
     return 0
