@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -83,6 +84,22 @@ def test_nuclei_batch_goes_on_after_a_failure(work, capsys):
         np.testing.assert_allclose(objects["area_um2"], objects["area_px"] * 0.25)
         assert (out / f"{stem}_frames.csv").is_file() and (out / f"{stem}_objects.json").is_file()
     assert not (out / "deep_labels.tif").exists()
+    # the run summary and qc.csv: every input with its verdict, the failed one first
+    run = json.loads((out / "batch_summary.json").read_text())
+    assert sum(run["quality"].values()) == 5 and len(run["qc"]) == 6
+    qc = pd.read_csv(out / "qc.csv")
+    assert list(qc.columns) == [
+        "input",
+        "ok",
+        "verdict",
+        "reasons",
+        "next_steps",
+        "summary",
+        "error",
+    ]
+    assert qc["verdict"].iloc[0] == "failed" and "broken.tif" in qc["input"].iloc[0]
+    assert set(qc["verdict"].iloc[1:]) <= {"ok", "check", "do_not_trust"}
+    assert all(Path(p).is_file() for p in qc["summary"].iloc[1:])
 
 
 def test_batch_where_every_input_fails_exits_2(work, capsys):

@@ -322,3 +322,28 @@ def test_an_sem_tiff_gives_its_pixel_size_and_its_data_bar(sample, barred, tmp_p
     assert summary["provenance"]["parameters"]["pixel_size_um"] == pytest.approx(0.5)
     assert summary["provenance"]["parameters"]["pixel_size_source"] == "file (FEI SEM)"
     assert summary["region"]["y1"] == 510
+
+
+def test_summary_carries_a_quality_verdict(grains_run):
+    s = json.loads((grains_run / "image_summary.json").read_text())
+    q = s["quality"]
+    assert q["verdict"] in ("ok", "check", "do_not_trust")
+    assert isinstance(q["reasons"], list) and isinstance(q["checks"], dict)
+    assert q["checks"]["n_grains"] == s["n_grains"]
+    assert q["checks"]["unfamiliarity"] is None  # a random forest records no feature statistics
+    assert 3 <= q["checks"]["median_neighbours"] <= 7  # a tessellation
+
+
+def test_a_grain_model_on_a_nuclei_image_is_not_trusted(tmp_path, capsys):
+    """The built-in grain model on fluorescence nuclei: flagged in the summary and on stderr."""
+    nuclei = ROOT.parent / "shared" / "data" / "nuclei" / "dsb_sample" / "image.tif"
+    if not nuclei.is_file():
+        pytest.skip("shared data not available")
+    rc = main(["grains", "--model", "builtin:grains", "--out", str(tmp_path), str(nuclei)])
+    assert rc == 0
+    q = json.loads((tmp_path / "image_summary.json").read_text())["quality"]
+    assert q["verdict"] == "do_not_trust", q
+    assert q["checks"]["unfamiliarity"] > 1.5
+    assert q["next_steps"]
+    err = capsys.readouterr().err
+    assert "quality: do not trust" in err and "unlike the images the model was trained on" in err

@@ -306,3 +306,13 @@ def test_diameter_option_errors(work, capsys, value, says):
     )
     assert rc == 2
     assert says in capsys.readouterr().err
+
+
+def test_summary_json_carries_counts_and_a_quality_verdict(work, tracked):
+    s = json.loads((tracked / "series_summary.json").read_text())
+    assert s["frames"] == work["series"].labels.shape[0] and s["nuclei"] > 0
+    q = s["quality"]
+    assert q["verdict"] in ("ok", "check", "do_not_trust")
+    assert set(q) >= {"reasons", "checks", "next_steps"}
+    assert q["checks"]["n_nuclei"] > 0 and 0 < q["checks"]["foreground_fraction"] < 0.7
+    assert "provenance" in s

@@ -3,7 +3,9 @@
 Inputs are files, folders (their image files, not recursive) or glob patterns.
 Every input gets the same outputs as the single command would write. A failing
 input is reported on stderr and the others go on; the run fails (exit status 2)
-only when no input succeeds. With ``--scheduler tcp://HOST:PORT`` the inputs are
+only when no input succeeds. ``DIR/batch_summary.json`` holds the run summary with
+every input's quality verdict, and ``DIR/qc.csv`` one row per input (``input, ok,
+verdict, reasons, next_steps, summary, error``), worst first. With ``--scheduler tcp://HOST:PORT`` the inputs are
 processed on a Dask cluster (each worker loads the model once, so the model file
 and the inputs must be readable at the same paths on the workers).
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import glob
+import json
 import sys
 from collections.abc import Callable
 from functools import lru_cache
@@ -230,11 +233,68 @@ def cmd_batch(args: argparse.Namespace, progress: Callable[[str], None]) -> dict
         raise InputError(f"None of the {len(results)} input(s) could be processed.")
     if failed:
         progress(f"{len(failed)} of {len(results)} input(s) failed; see the errors above")
-    return {
+    rows = qc_rows(results)
+    run = {
         "task": args.task,
         "model": str(args.model),
         "n_inputs": len(results),
         "n_failed": len(failed),
         "failed": [{"input": r["input"], "error": r["error"]} for r in failed],
+        "quality": {
+            v: sum(r["verdict"] == v for r in rows) for v in ("ok", "check", "do_not_trust")
+        },
+        "qc": rows,
         "outputs": [r["result"] for r in results if r["ok"]],
     }
+    out = Path(args.out)
+    write_qc(rows, out / "qc.csv")
+    from microseg.io import jsonable
+
+    (out / "batch_summary.json").write_text(json.dumps(jsonable(run), indent=1), encoding="utf-8")
+    bad = run["quality"]["check"] + run["quality"]["do_not_trust"]
+    if bad:
+        progress(f"quality: {bad} of {len(rows)} result(s) to check; see {out / 'qc.csv'}")
+    return run
+
+
+QC_COLUMNS = ["input", "ok", "verdict", "reasons", "next_steps", "summary", "error"]
+
+
+def _quality_of(result: dict[str, Any]) -> tuple[dict | None, str | None]:
+    """The quality record and summary path of one input's result (grains or nuclei)."""
+    if "quality" in result:  # nuclei: one summary per input
+        return result["quality"], result.get("outputs", {}).get("summary")
+    outs = result.get("outputs") or []
+    if outs and isinstance(outs[0], dict) and "quality" in outs[0]:  # grains
+        return outs[0]["quality"], outs[0].get("summary")
+    return None, None
+
+
+def qc_rows(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per input: its verdict and reasons, worst first (failed inputs first)."""
+    rows = []
+    for r in results:
+        if not r["ok"]:
+            rows.append({"input": r["input"], "ok": False, "verdict": "failed", "reasons": "",
+                         "next_steps": "", "summary": "", "error": r["error"]})  # fmt: skip
+            continue
+        q, summary = _quality_of(r["result"])
+        rows.append({
+            "input": r["input"], "ok": True, "verdict": (q or {}).get("verdict", ""),
+            "reasons": " ".join((q or {}).get("reasons", [])),
+            "next_steps": " ".join((q or {}).get("next_steps", [])),
+            "summary": summary or "", "error": "",
+        })  # fmt: skip
+    order = {"failed": 0, "do_not_trust": 1, "check": 2, "ok": 3, "": 4}
+    return sorted(rows, key=lambda row: order.get(row["verdict"], 4))
+
+
+def write_qc(rows: list[dict[str, Any]], path: Path) -> Path:
+    """``qc.csv``: one row per input (:data:`QC_COLUMNS`), worst first."""
+    import csv
+
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        w = csv.DictWriter(fh, fieldnames=QC_COLUMNS)
+        w.writeheader()
+        w.writerows(rows)
+    return path

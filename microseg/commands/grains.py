@@ -15,6 +15,9 @@ every grain and writes:
   intervals, unit ("um" or "px"; G values are null without a pixel size) and the
   provenance. For a stack, ``planes`` holds the summary of each frame/slice and the
   top-level values pool all planes as fields of one specimen (E112 §15).
+  ``quality`` holds the verdict — ``verdict`` ("ok", "check", "do_not_trust"),
+  ``reasons`` (one sentence each), ``notes``, ``next_steps`` and the numbers behind
+  them in ``checks`` (:mod:`microseg.quality`; for a stack the worst plane's).
 
 With ``--region Y0:Y1,X0:X1`` (or ``--drop-data-bar``, which finds the strip of text
 and scale bar that SEM and camera software burn into the bottom or top of an image,
@@ -125,9 +128,11 @@ def measure_plane(
 
 
 def cmd_grains(args: argparse.Namespace, progress: Callable[[str], None]) -> dict:
-    """Write the grain map, grain table and summary of every input image."""
+    """Write the grain map, grain table and summary of every input image; each summary
+    carries its quality verdict (:mod:`microseg.quality`)."""
     from microseg.exports import write_table_csv
     from microseg.io import image_stem, jsonable, write_tiff
+    from microseg.quality import VERDICT_TEXT, combine, grain_quality, model_unfamiliarity
 
     images = [Path(p) for p in args.images]
     for p in images:
@@ -162,12 +167,17 @@ def cmd_grains(args: argparse.Namespace, progress: Callable[[str], None]) -> dic
         nt, nz = image.n_frames, image.n_slices
         stack = nt * nz > 1
         maps = np.zeros((nt, nz, h, w), np.uint32)
-        tables, summaries = [], []
+        tables, summaries, qualities = [], [], []
         for t, z, frame in iter_planes(image):
             where = plane_label(image, t, z)
             progress(f"{path.name}: grains{' of ' + where if where else ''} ...")
-            proba = np.asarray(model.predict_proba(region.crop(frame), **predict_kw), np.float32)
+            crop = region.crop(frame)
+            proba = np.asarray(model.predict_proba(crop, **predict_kw), np.float32)
             labels, table, summary = measure_plane(proba[bidx], ps, **options)
+            quality = grain_quality(labels, summary, proba[bidx], ps,
+                                    unfamiliarity=model_unfamiliarity(model, crop))  # fmt: skip
+            qualities.append(quality)
+            summary["quality"] = quality.to_json()
             maps[t, z] = labels
             if stack:
                 table.insert(0, "slice", z)
@@ -180,6 +190,8 @@ def cmd_grains(args: argparse.Namespace, progress: Callable[[str], None]) -> dic
         summary = pooled_summary(summaries, table, ps) if stack else dict(summaries[0])
         if stack:
             summary["planes"] = summaries
+            summary["quality"] = combine(qualities).to_json()
+        verdict = summary["quality"]
         where_measured = region.record(region_source, image.shape_yx)
         prov = model_provenance(args.model, model, input=str(path), pixel_size_um=ps,
                                 pixel_size_source="--pixel-size" if args.pixel_size is not None
@@ -202,10 +214,13 @@ def cmd_grains(args: argparse.Namespace, progress: Callable[[str], None]) -> dic
         progress(
             f"{path.name}: {summary['n_grains']} grains"
             + (f", G planimetric {g_p:.2f}, G intercept {g_i:.2f}" if g_p and g_i else "")
+            + f"; quality: {VERDICT_TEXT[verdict['verdict']]}"
+            + "".join(f"\n  - {r}" for r in verdict["reasons"])
         )
         results.append({
             "input": str(path), "grains": str(gpath), "table": str(cpath), "summary": str(spath),
             "n_grains": summary["n_grains"], "astm_g_planimetric": g_p, "astm_g_intercept": g_i,
+            "quality": verdict,
         })  # fmt: skip
     out: dict[str, Any] = {"model": args.model, "outputs": results}
     if specimen:

@@ -10,6 +10,8 @@ For every input the command writes, in ``--out``:
   ``area_px``, ``area_um2`` (empty without a pixel size), ``mean_intensity``,
   ``touches_border`` and further measurements.
 * ``<stem>_frames.csv`` — one row per frame: count, mean area, mean intensity.
+* ``<stem>_summary.json`` — counts and the quality verdict (``"quality"``:
+  ``verdict``, ``reasons``, ``checks``; :mod:`microseg.quality`), with the provenance.
 * with ``--track``: ``<stem>_tracks.csv`` (``track_id, frame, label,
   parent_track_id, y, x``), ``<stem>_track_summary.csv`` (one row per track),
   ``<stem>_tracks_trackmate.csv`` (+ ``_edges.csv``) and ``<stem>_tracks_napari.csv``
@@ -24,6 +26,7 @@ writes the files.
 from __future__ import annotations
 
 import argparse
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -33,6 +36,7 @@ import numpy as np
 from microseg.errors import InputError
 from microseg.image import MicroImage
 from microseg.nuclei import FrameMeasurer, FrameSegmenter, NucleiRun, default_workers, run_nuclei
+from microseg.quality import Quality
 from microseg.segmenter import Segmenter
 
 
@@ -180,7 +184,50 @@ def process_file(
     }
     if run.tracks is not None:
         summary["tracks"] = int(run.tracks["track_id"].nunique()) if len(run.tracks) else 0
+    quality = run_quality(run, image, segmenter, ps)
+    summary["quality"] = quality.to_json()
+    report(
+        f"{Path(path).name}: quality: {quality.label}"
+        + "".join(f"\n  - {r}" for r in quality.reasons)
+    )
+    from microseg.io import jsonable
+
+    spath = Path(out_dir) / f"{image_stem(path)}_summary.json"
+    record = {k: v for k, v in summary.items() if k != "outputs"}
+    spath.write_text(json.dumps(jsonable({**record, "provenance": prov}), indent=1),
+                     encoding="utf-8")  # fmt: skip
+    summary["outputs"]["summary"] = str(spath)
     return summary
+
+
+def run_quality(
+    run: NucleiRun, image: MicroImage, segmenter: FrameSegmenter, pixel_size_um: float | None
+) -> Quality:
+    """The worst quality verdict over the frames and slices of a run
+    (:func:`microseg.quality.nuclei_quality`); how unfamiliar the image is to the model
+    is measured on the first, middle and last frame."""
+    from microseg.quality import combine, model_unfamiliarity, nuclei_quality
+
+    nt = run.labels.shape[0]
+    probe = sorted({0, nt // 2, nt - 1})
+    unfam = [model_unfamiliarity(segmenter.model, segmenter.model_input(image.frame(t)))
+             for t in probe]  # fmt: skip
+    known = [u for u in unfam if u is not None]
+    u = max(known) if known else None
+    diameter = None
+    if segmenter.object_diameter_px is None:  # no rescaling: sizes should match training
+        diameter = segmenter.model.metadata.get("object_diameter_px")
+    per_plane = [
+        nuclei_quality(
+            run.labels[t, z],
+            model_diameter_px=diameter,
+            pixel_size_um=pixel_size_um,
+            unfamiliarity=u,
+        )  # fmt: skip
+        for t in range(nt)
+        for z in range(run.labels.shape[1])
+    ]
+    return combine(per_plane)
 
 
 def _diameter_arg(value: str | None) -> float | str | None:
