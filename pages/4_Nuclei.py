@@ -30,6 +30,7 @@ keys = nv.selected_keys(res, t) if res is not None and res.labels else set()
 nv.viewer(image, res, t, keys, settings["channel"] if settings else None)
 
 if res is not None and res.labels:
+    nv.verdict_panel(image, res, t, settings)
     st.radio("Table and plots show", ["This frame", "All frames"], horizontal=True, key="nuc_scope")
     tabs = st.tabs(["Table", "Plots", "Over time", "Tracks", "Correct", "Export"], key="nuc_tabs")
     with tabs[0]:

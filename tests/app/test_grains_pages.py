@@ -396,9 +396,16 @@ def test_compare_page_trains_both_models_on_example_strokes():
     at.checkbox(key="cmp_scratch").check()
     at.button(key="cmp_run").click().run(timeout=240)
     assert not at.exception
-    assert not at.error, at.error[0].value
+    errors = [e.value for e in at.error if not e.value.startswith("**Quality:")]
+    assert not errors, errors[0]
     res = at.session_state["compare_result"]
     assert set(res["models"]) == {"classical", "deep", "scratch"}
+    # every column has its quality verdict; a U-Net trained from scratch for 2 s is flagged
+    assert set(res["quality"]) == set(res["models"])
+    boxes = [e.value for e in (*at.success, *at.warning, *at.error)
+             if e.value.startswith("**Quality:")]  # fmt: skip
+    assert len(boxes) == 3
+    assert res["quality"]["scratch"].verdict != "ok", res["quality"]["scratch"].checks
     scores = res["scores"].set_index("grain map")
     assert "ground truth" in scores.index
     rf = scores.loc["Classical ML (random forest)"]
@@ -584,3 +591,38 @@ def test_a_data_bar_is_left_out_of_the_measurement():
     assert not at.exception
     assert "leaves nothing" in at.sidebar.error[0].value
     assert at.session_state["grain_result"]["labels"].shape == (560, 512)
+
+
+def test_a_grain_model_on_a_nuclei_image_says_do_not_trust():
+    """The built-in grain model on fluorescence nuclei: the verdict and its reasons show."""
+    from microseg.samples import list_samples
+
+    if "dsb-sample" not in {s.key for s in list_samples()}:
+        pytest.skip("shared data not available")
+    at = new_app()
+    at.button(key="open_dsb-sample").click().run()
+    at.switch_page(GRAINS).run()
+    assert not at.exception
+    at.selectbox(key="grains_model").set_value("Built-in grains model (U-Net)").run()
+    assert not at.exception
+    q = at.session_state["grain_result"]["quality"]
+    assert q.verdict == "do_not_trust"
+    box = next(e for e in at.error if e.value.startswith("**Quality: do not trust.**"))
+    assert "unlike the images the model was trained on" in box.value
+    assert "**What to do:**" in box.value
+    # the same verdict travels in the summary export
+    assert json.loads(summary_json(at.session_state["grain_result"]))["quality"]["verdict"] == (
+        "do_not_trust"
+    )
+
+
+def test_the_sample_with_the_built_in_model_has_a_verdict_box():
+    at = new_app()
+    at.button(key="open_synthetic-grains").click().run()
+    at.switch_page(GRAINS).run()
+    at.selectbox(key="grains_model").set_value("Built-in grains model (U-Net)").run()
+    assert not at.exception
+    q = at.session_state["grain_result"]["quality"]
+    texts = [e.value for e in (*at.success, *at.warning, *at.error)]
+    assert any(t.startswith(f"**Quality: {q.label}.**") for t in texts), texts
+    assert q.checks["unfamiliarity"] is not None and q.checks["unfamiliarity"] < 1.5

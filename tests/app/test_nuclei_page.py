@@ -395,3 +395,35 @@ def test_train_on_my_corrections_selects_the_retrained_unet(rf_model):
     at.button(key="nuc_seg_frame").click().run()
     assert not at.exception and not at.error
     assert len(at.session_state["nuclei_result"].frame_rows(0)) > 0
+
+
+def test_every_segmented_frame_shows_its_quality_verdict():
+    from webui.models import builtin_available
+
+    if not builtin_available("nuclei"):
+        pytest.skip("no built-in nuclei model installed")
+    at = nuclei_page()
+    at.selectbox(key="nuc_model").set_value("Built-in nuclei model (U-Net)").run()
+    at.button(key="nuc_seg_frame").click().run()
+    assert not at.exception
+    texts = [e.value for e in (*at.success, *at.warning, *at.error)]
+    boxes = [t for t in texts if t.startswith("**Quality:")]
+    assert len(boxes) == 1, texts
+    assert any(c.value == "Quality of frame 0:" for c in at.caption)
+    res = at.session_state["nuclei_result"]
+    assert res.labels[0].max() > 0
+
+
+def test_the_nuclei_model_on_a_grain_micrograph_is_flagged():
+    from webui.models import builtin_available
+
+    if not builtin_available("nuclei"):
+        pytest.skip("no built-in nuclei model installed")
+    at = new_app()
+    at.button(key="open_synthetic-grains").click().run()
+    at.switch_page("pages/4_Nuclei.py").run()
+    at.selectbox(key="nuc_model").set_value("Built-in nuclei model (U-Net)").run()
+    at.button(key="nuc_seg_frame").click().run()
+    assert not at.exception
+    flagged = [e.value for e in (*at.warning, *at.error) if e.value.startswith("**Quality:")]
+    assert flagged and "unlike the images the model was trained on" in flagged[0], flagged

@@ -179,3 +179,34 @@ def class_fractions(
     cls = np.argmax(proba, axis=0)
     frac = np.bincount(cls.ravel(), minlength=len(model.classes)) / cls.size
     return pd.DataFrame({"class": list(model.classes), "area fraction (%)": 100 * frac})
+
+
+def model_of(model_id: str) -> Any | None:
+    """The model behind a Grains-page model id (``None`` for the ground truth)."""
+    if model_id == TRUTH:
+        return None
+    if model_id.startswith(COMPARE):
+        return (state.get("compare_result") or {}).get("models", {}).get(model_id[len(COMPARE) :])
+    from webui.models import get_model
+
+    return get_model(model_id)
+
+
+def plane_unfamiliarity(
+    model_id: str, image: MicroImage, t: int, z: int, region: Region | None = None
+) -> float | None:
+    """How unlike its training images the measured plane looks to a U-Net
+    (:func:`microseg.quality.model_unfamiliarity`; cached per model, plane and region)."""
+    from microseg.quality import model_unfamiliarity
+
+    model = model_of(model_id)
+    if model is None:
+        return None
+    key = ("unfamiliarity", model_id, state.get("image_id"), t, z, region, id(model))
+    cache = ui().setdefault("unfamiliarity", {})
+    if key not in cache:
+        cache.clear()
+        region = _part_of(image, region)
+        plane = image.frame(t, z) if region is None else region.crop(image.frame(t, z))
+        cache[key] = model_unfamiliarity(model, plane)
+    return cache[key]

@@ -180,12 +180,19 @@ def run_comparison(image: MicroImage, t: int, z: int, strokes: np.ndarray, class
     bar.progress(1.0, text="Predicting and measuring ...")
     settings = ui().get("compare_settings") or {"method": "robust", "threshold": 0.5, "gaps": 2,
                                                 "min_area_px": None}  # fmt: skip
+    from microseg.astm import grain_summary
+    from microseg.quality import grain_quality, model_unfamiliarity
+
     boundary: dict[str, np.ndarray] = {}
     maps: dict[str, np.ndarray] = {}
+    quality = {}
     for key, model in models.items():
         proba = np.asarray(model.predict_proba(frame), np.float32)
         boundary[key] = proba[boundary_index(list(model.classes))]
         maps[key] = make_grain_map(boundary[key], settings)
+        ps = state.pixel_size()
+        quality[key] = grain_quality(maps[key], grain_summary(maps[key], ps), boundary[key], ps,
+                                     unfamiliarity=model_unfamiliarity(model, frame))  # fmt: skip
     bnd_gt = truth_boundaries(image.shape_yx) if (t, z) == (0, 0) else None
     truth_map = truth_grain_map(image.shape_yx) if bnd_gt is not None else None
     named = {COMPARE_LABELS[k]: v for k, v in maps.items()}
@@ -201,7 +208,7 @@ def run_comparison(image: MicroImage, t: int, z: int, strokes: np.ndarray, class
     result = {
         "image_id": state.get("image_id"), "t": t, "z": z, "models": models, "info": info,
         "boundary": boundary, "labels": maps, "differ": differ, "scores": scores,
-        "areas": areas, "truth": truth_map is not None,
+        "areas": areas, "truth": truth_map is not None, "quality": quality,
         "pixel_size": state.pixel_size(), "seconds": seconds,
         "reference": "the ground truth" if truth_map is not None else "the other model",
     }  # fmt: skip
@@ -275,6 +282,8 @@ def compare_page() -> None:
 
 
 def _compare_results(image: MicroImage, res: dict) -> None:
+    from webui.quality_panel import quality_panel
+
     ps = res["pixel_size"]
     lu, au = unit_labels(ps)
     base = base_rgb(image, res["t"], res["z"])
@@ -301,6 +310,8 @@ def _compare_results(image: MicroImage, res: dict) -> None:
                 m = st.columns(2)
                 m[0].metric("Boundary F1", f"{row['boundary F1 (2 px)']:.3f}")
                 m[1].metric("Grain count error", f"{row['grain count error (%)']:+.0f} %")
+            if key in res.get("quality", {}):
+                quality_panel(res["quality"][key], f"cmp_{key}", annotate_link=False)
     st.subheader("Size distributions")
     areas = dict(res["areas"])
     order = ["ground truth"] + [COMPARE_LABELS[k] for k in keys]

@@ -20,6 +20,7 @@ from webui.grains.boundary import (
     boundary_probability,
     class_fractions,
     grain_model_choices,
+    plane_unfamiliarity,
 )
 from webui.grains.corrections import corrections_panel
 from webui.grains.exports import exports_panel
@@ -45,6 +46,7 @@ from webui.grains.retrain import finish_retraining, retrain_panel
 from webui.grains.selection import selected_ids, selection_panel, selection_points, update_selection
 from webui.grains.shared import base_rgb, frame_picker, one_sentence, ui
 from webui.grains.specimen import specimen_panel
+from webui.quality_panel import quality_panel
 
 EDGE_MODES = {
     "exclude": "Exclude them from sizes and histograms",
@@ -162,6 +164,9 @@ def grains_page() -> None:
         labels = _current_labels(base_key, lambda: _build_map(boundary, settings, model_id))
         where = region.record(region_source, image.shape_yx)
         result = _grain_result(image, t, z, model_id, label, labels, ps, settings, where)
+        if "quality" not in result:
+            result["quality"] = _verdict(result, boundary, image, region)
+            result["summary"]["quality"] = result["quality"].to_json()
     except Exception as exc:  # noqa: BLE001 - one sentence, never a traceback
         st.error(one_sentence(exc, "Making the grain map"))
         return
@@ -207,9 +212,21 @@ def _grain_result(image, t, z, model_id, label, labels, ps, settings, where) -> 
     return res
 
 
+def _verdict(result: dict, boundary: np.ndarray, image: MicroImage, region):  # noqa: ANN001, ANN202
+    """The quality verdict of the measured grain map (:func:`microseg.quality.grain_quality`)."""
+    from microseg.quality import grain_quality
+
+    t, z, model_id = result["t"], result["z"], result["model_id"]
+    u = plane_unfamiliarity(model_id, image, t, z, region)
+    proba = None if model_id == TRUTH or boundary.shape != result["labels"].shape else boundary
+    return grain_quality(result["labels"], result["summary"], proba, result["pixel_size"], u)
+
+
 def _grains_body(image, t, z, result, boundary, model_id, region) -> None:  # noqa: ANN001
     labels, table, summary, ps = (result["labels"], result["table"], result["summary"],
                                   result["pixel_size"])  # fmt: skip
+    if model_id != TRUTH:
+        quality_panel(result["quality"], "grains", annotate_link=True)
     summary_panel(summary, ps)
     fr = class_fractions(model_id, image, t, z, region)
     if fr is not None:

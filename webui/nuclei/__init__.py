@@ -17,6 +17,7 @@ from webui.nuclei.segmentation import action_bar, collect_job, frame_slider, rem
 from webui.nuclei.selection import selected_keys
 from webui.nuclei.session import NucleiResult, current_result, show_message
 from webui.nuclei.tracking import tracks_tab
+from webui.nuclei.verdict import verdict_panel
 from webui.nuclei.viewer import viewer
 
 __all__ = [
@@ -36,5 +37,6 @@ __all__ = [
     "table_tab",
     "time_tab",
     "tracks_tab",
+    "verdict_panel",
     "viewer",
 ]
