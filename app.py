@@ -22,6 +22,7 @@ PAGES = [  # (file, title, icon, url path)
     ("pages/4_Nuclei.py", "Nuclei", ":material/blur_circular:", "Nuclei"),
     ("pages/5_Grains.py", "Grains", ":material/grain:", "Grains"),
     ("pages/6_ML_vs_DL.py", "ML vs DL", ":material/compare:", "ML_vs_DL"),
+    ("pages/7_QC_review.py", "QC review", ":material/fact_check:", "QC_review"),
 ]
 
 st.set_page_config(page_title="microseg", page_icon=":material/biotech:", layout="wide")

@@ -34,6 +34,9 @@ DEFAULTS: dict[str, Any] = {
     "nuclei_result": None,
     "grain_result": None,
     "compare_result": None,
+    "qc_folder": None,  # folder shown on the QC review page
+    "qc_run": None,  # a batch run made on the QC review page (its summary dict)
+    "qc_run_for": None,  # the folder that run checked
     "nuclei_ui": {},  # free-form state of the Nuclei page (selections, edits)
     "grains_ui": {},  # free-form state of the Grains and ML-vs-DL pages
     "grain_fields": None,  # fields of one specimen (webui.grains.specimen); None: not loaded
