@@ -185,9 +185,11 @@ def format_grains(results: dict[str, dict[str, dict[str, float]]]) -> list[str]:
 
 
 def bench_grains(a: argparse.Namespace, log) -> list[str]:  # noqa: ANN001
-    init = acc.load_init(None)
+    init = acc.load_init(a.weights)
     cases = [ti64_case(a.crop), acc.nist_case(a.crop)]
     cases += [acc.tbm_case(n, a.crop) for n in acc.heldout_tiles()[: a.tiles]]
+    if a.images:
+        cases = [c for c in cases if c.name in a.images.split(",")]
     fractions = [float(f) / 100 for f in a.corrections.split(",") if f]
     results = {}
     for case in cases:
@@ -246,6 +248,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--corr-seconds", type=float, default=60.0)
     ap.add_argument("--corrections", default="5,10", help="corrected %% of the image")
     ap.add_argument("--tiles", type=int, default=3, help="tbm 18-20 tiles scored")
+    ap.add_argument("--weights", default=None, help="a grains U-Net file instead of builtin:grains")
+    ap.add_argument("--images", default="", help="only these grain images (e.g. ti64_sem)")
     ap.add_argument("--gowt1-frames", default="021")
     ap.add_argument("--crop", type=int, default=0, help="crop every image (smoke runs)")
     a = ap.parse_args(argv)

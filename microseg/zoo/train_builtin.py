@@ -153,7 +153,14 @@ def _median_diameter(labels: list[np.ndarray]) -> float:
     return float(np.median(np.concatenate(diam)))
 
 
-def build(name: str, data: Path, n_synth: int = 8, n_styled: int = 0) -> dict[str, Any]:
+def build(
+    name: str,
+    data: Path,
+    n_synth: int = 8,
+    n_styled: int = 0,
+    tbm_repeat: int = 1,
+    styled_val: int = 3,
+) -> dict[str, Any]:
     """Training inputs of built-in model ``name``."""
     from microseg.deep.train import targets_from_masks
 
@@ -179,11 +186,12 @@ def build(name: str, data: Path, n_synth: int = 8, n_styled: int = 0) -> dict[st
         va_x, va_m = load_tbm(data, split["val"])
         sy_x, sy_m = synth_grain_data(n_synth)
         st_x, st_m = styled_grain_data(n_styled)
-        # one styled image per style, on seeds never trained on, joins the validation set
-        sv_x, sv_m = styled_grain_data(3 if n_styled else 0, seed=9000, side=256)
+        # styled images on seeds never trained on join the validation set
+        sv_x, sv_m = styled_grain_data(styled_val if n_styled else 0, seed=9000, side=256)
+        reps = max(1, int(tbm_repeat))  # the real tiles, drawn as often as reps copies
         return {
-            "images": tr_x + sy_x + st_x,
-            "targets": [targets_from_masks(m, "grains") for m in tr_m + sy_m + st_m],
+            "images": tr_x * reps + sy_x + st_x,
+            "targets": [targets_from_masks(m, "grains") for m in tr_m * reps + sy_m + st_m],
             "val_images": va_x + sv_x,
             "val_targets": [targets_from_masks(m, "grains") for m in va_m + sv_m],
             "classes": BUILTINS["grains"]["classes"],
@@ -194,6 +202,7 @@ def build(name: str, data: Path, n_synth: int = 8, n_styled: int = 0) -> dict[st
                 "synthetic": len(sy_x),
                 "styled": len(st_x),
                 "styled_val": len(sv_x),
+                "tbm_repeat": reps,
             },
             "held_out_ids": split["test"],
             "train_ids": split["train"],
@@ -219,6 +228,8 @@ class Recipe:
     crop: int = 128
     n_synth: int = 8
     n_styled: int = 0
+    tbm_repeat: int = 1
+    styled_val: int = 3
     base: int = 8
     channel_jitter: float = 0.0
     texture: float = 0.0
@@ -247,7 +258,7 @@ def train(
     r = recipe or Recipe()
     torch.set_num_threads(threads)
     t_load = time.perf_counter()
-    d = build(name, data, r.n_synth, r.n_styled)
+    d = build(name, data, r.n_synth, r.n_styled, r.tbm_repeat, r.styled_val)
     print(
         f"[{name}] loaded {len(d['images'])} training images in "
         f"{time.perf_counter() - t_load:.0f} s; split {d['split']}",
@@ -432,6 +443,18 @@ def main(argv: list[str] | None = None) -> int:
         default=0,
         help="grains: images in the styles of microseg.synth_styles added (SEM, optical, tint...)",
     )
+    tp.add_argument(
+        "--tbm-repeat",
+        type=int,
+        default=1,
+        help="grains: each TBM training tile counts this many times",
+    )
+    tp.add_argument(
+        "--styled-val",
+        type=int,
+        default=3,
+        help="grains: styled images in the validation set (with --styles)",
+    )
     tp.add_argument("--base", type=int, default=8, help="channels of the first U-Net level")
     tp.add_argument(
         "--channel-jitter", type=float, default=0.0, help="per-channel gain range (colour images)"
@@ -468,6 +491,8 @@ def main(argv: list[str] | None = None) -> int:
         crop=a.crop,
         n_synth=a.synthetic,
         n_styled=a.styles,
+        tbm_repeat=a.tbm_repeat,
+        styled_val=a.styled_val,
         base=a.base,
         channel_jitter=a.channel_jitter,
         texture=a.texture,
