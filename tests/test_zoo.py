@@ -135,3 +135,25 @@ def test_calibrate_stores_instance_settings_chosen_on_validation_images(shared_d
     assert model.metadata["instances"]["threshold"] == chosen["threshold"]
     settings = FrameSegmenter(model).settings()["instance_settings"]
     assert settings == {"threshold": chosen["threshold"], "h_fraction": chosen["h_fraction"]}
+
+
+def test_styled_images_join_training_and_validation_and_stats_are_recorded(shared_data, tmp_path):
+    from microseg.deep import UNetSegmenter
+    from microseg.deep.familiarity import unfamiliarity
+    from microseg.zoo.train_builtin import build, record_stats, styled_grain_data
+
+    images, masks = styled_grain_data(7, side=96)
+    assert len(images) == 7 and all(im.shape == (3, 96, 96) for im in images)
+    assert all(m.shape == (96, 96) and set(np.unique(m)) <= {0, 1} for m in masks)
+    d = build("grains", shared_data, n_synth=0, n_styled=6, tbm_repeat=2, styled_val=2)
+    assert d["split"]["styled"] == 6 and d["split"]["styled_val"] == 2
+    assert len(d["images"]) == 2 * d["split"]["train"] + 6
+    assert len(d["val_images"]) == d["split"]["val"] + 2
+    # the committed built-in records its feature statistics: its own training tiles are
+    # familiar to it
+    path = tmp_path / "g.safetensors"
+    path.write_bytes(zoo.builtin_path("grains").read_bytes())
+    stats = record_stats(path, shared_data, n_styled=0)
+    assert stats["n_images"] >= 27 and stats["scale"] > 0
+    model = UNetSegmenter.load(path)
+    assert unfamiliarity(model, d["images"][0]) < 1.5
