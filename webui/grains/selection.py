@@ -53,7 +53,8 @@ def selection_panel(table: pd.DataFrame) -> None:
     if selected:
         c3.success(f"{len(selected)} grain(s) selected (highlighted in yellow).")
         rows = table[table["label"].isin(selected)]
-        st.dataframe(rows.round(3), hide_index=True, key="grains_sel_table")
+        with st.container(key="grains_sel_rows"):
+            st.dataframe(rows.round(3), hide_index=True, key="grains_sel_table")
     with st.expander(f"Grain table ({len(table)} grains)", key="grains_table_panel"):
         ev = st.dataframe(table.round(3), hide_index=True, on_select="rerun",
                           selection_mode="multi-row", key="grains_table")  # fmt: skip
