@@ -139,6 +139,18 @@ class FrameSegmenter:
             )
         return frame[int(self.channel)]
 
+    def network_zoom(self, labels: np.ndarray) -> float:
+        """The zoom at which the network saw a frame whose nuclei came out as ``labels``
+        (1: as it is), for measuring the frame as the network saw it."""
+        ref = self.model.metadata.get("object_diameter_px")
+        if self.object_diameter_px is None or not ref:
+            return 1.0
+        if self.object_diameter_px != "auto":
+            return float(ref) / float(self.object_diameter_px)
+        fg = np.asarray(labels) > 0
+        d = self.model.estimate_object_diameter(np.stack([~fg, fg]).astype(np.float32))
+        return self.model.auto_zoom(d)
+
     def probabilities(self, frame: np.ndarray) -> np.ndarray:
         """Class probabilities ``(K, Y, X)`` of ``frame`` (normalised by the model)."""
         x = self.model_input(frame)

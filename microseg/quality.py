@@ -5,7 +5,9 @@ Every result gets a verdict — ``ok`` (looks fine), ``check`` (check this) or
 ``do_not_trust`` — with one sentence per reason, what to do next, and the numbers
 behind it (``checks``). The checks look at three things:
 
-* the model is out of its depth: much of the prediction is unsure;
+* the model is out of its depth: the image is unlike its training images (the
+  network's feature statistics), much of the prediction is unsure, the nuclei's
+  edges are blurred over much of their size (out of focus);
 * the result is implausible: the three ASTM E112 estimates of G disagree, the
   "grains" are isolated blobs (pores, particles) rather than a tessellation, one
   "grain" covers most of the image, boundaries cover an implausible share of it;
@@ -53,6 +55,11 @@ UNSURE_NUCLEI_CHECK = 0.15  # pixels whose most probable class is below 0.6
 FOREGROUND_BAD = 0.7  # nuclei over 70 % of the image
 MIN_SOLIDITY = 0.8  # median solidity: nuclei are compact
 DIAMETER_RATIO = 2.0  # median diameter vs the model's training diameter, either way
+# Out of focus: a nucleus edge (contrast / steepest gradient, ~2.5 sigma of a blurred step)
+# wider than this many pixels and than this fraction of the nucleus diameter. A sharp,
+# Nyquist-sampled edge is 2-4 px wide.
+BLUR_EDGE_PX = 5.0
+BLUR_EDGE_RATIO = 0.2
 
 
 @dataclass
@@ -378,13 +385,15 @@ def _familiarity_findings(u: float | None, _: dict) -> list[Finding]:
     ]
 
 
-def model_unfamiliarity(model, image: np.ndarray) -> float | None:  # noqa: ANN001
-    """Unfamiliarity of ``image`` to a U-Net that records feature statistics, else ``None``."""
+def model_unfamiliarity(model, image: np.ndarray, zoom: float = 1.0) -> float | None:  # noqa: ANN001
+    """Unfamiliarity of ``image`` to a U-Net that records feature statistics, else ``None``;
+    ``zoom``: the rescaling the network saw it at (e.g. nuclei rescaled to the training
+    diameter, :meth:`microseg.nuclei.FrameSegmenter.network_zoom`)."""
     if (getattr(model, "metadata", None) or {}).get("kind") != "unet":
         return None
     from microseg.deep.familiarity import unfamiliarity
 
-    return unfamiliarity(model, image)
+    return unfamiliarity(model, image, zoom=zoom)
 
 
 def _pixel_size_findings(ps: float | None, checks: dict, without: str) -> list[Finding]:
@@ -419,6 +428,7 @@ def nuclei_quality(
     model_diameter_px: float | None = None,
     pixel_size_um: float | None = None,
     unfamiliarity: float | None = None,
+    image: np.ndarray | None = None,
 ) -> Quality:
     """Verdict on a nuclei segmentation of one frame.
 
@@ -437,6 +447,9 @@ def nuclei_quality(
         The pixel size used.
     unfamiliarity : float, optional
         As for :func:`grain_quality`.
+    image : ndarray, optional
+        The ``(Y, X)`` or ``(C, Y, X)`` frame that was segmented, for the focus check
+        (:func:`nucleus_edge_width`).
 
     Returns
     -------
@@ -499,6 +512,20 @@ def nuclei_quality(
                         "Set the nucleus diameter so that the image is rescaled to the model.",
                     )
                 )
+        if image is not None and n >= 5:
+            width = nucleus_edge_width(image, labels)
+            checks["edge_width_px"] = width
+            if width is not None and width > BLUR_EDGE_PX and width > BLUR_EDGE_RATIO * diam:
+                findings.append(
+                    Finding(
+                        "edge_width_px",
+                        CHECK,
+                        f"The nucleus edges are blurred over {width:.1f} px, "
+                        f"{100 * width / diam:.0f} % of a nucleus's diameter: the image looks "
+                        "out of focus, and touching nuclei merge.",
+                        "Check the focus; paint strokes between touching nuclei and fine-tune.",
+                    )
+                )
     if proba is not None:
         p = np.asarray(proba, np.float32)
         if p.ndim != 3 or p.shape[1:] != labels.shape:
@@ -517,3 +544,48 @@ def nuclei_quality(
             )
     findings += _pixel_size_findings(pixel_size_um, checks, "areas are in px²")
     return _verdict(findings, checks)
+
+
+def nucleus_edge_width(image: np.ndarray, labels: np.ndarray) -> float | None:
+    """How wide the edges of the segmented nuclei are in the image, in pixels.
+
+    The contrast between the nuclei's cores and the background, over the median (over
+    nuclei) of the steepest intensity gradient (Gaussian derivative, sigma 1 px) within
+    3 px of a nucleus's outline. A step blurred by a Gaussian of sigma ``s`` gives
+    ``sqrt(2 pi) s``.
+
+    Parameters
+    ----------
+    image : ndarray
+        ``(Y, X)`` or ``(C, Y, X)`` (channels averaged) frame.
+    labels : ndarray
+        ``(Y, X)`` instance labels of it.
+
+    Returns
+    -------
+    float or None
+        ``None`` when there are no nuclei, no core or no background to compare.
+    """
+    from scipy import ndimage as ndi
+    from skimage.segmentation import find_boundaries
+
+    grey = np.asarray(image, np.float32)
+    if grey.ndim == 3:
+        grey = grey.mean(axis=0)
+    labels = np.asarray(labels)
+    if grey.shape != labels.shape or not labels.any() or not np.isfinite(grey).all():
+        return None
+    fg = labels > 0
+    core = ndi.binary_erosion(fg, iterations=2)
+    background = ~ndi.binary_dilation(fg, iterations=3)
+    if core.sum() < 10 or background.sum() < 10:
+        return None
+    contrast = abs(float(np.median(grey[core])) - float(np.median(grey[background])))
+    band = ndi.binary_dilation(find_boundaries(labels, mode="thick"), iterations=3)
+    near = ndi.grey_dilation(labels, size=7) * band
+    ids = np.unique(near[near > 0])
+    steepest = ndi.maximum(ndi.gaussian_gradient_magnitude(grey, 1.0), near, ids)
+    slope = float(np.median(steepest))
+    if slope <= 0:
+        return None
+    return contrast / slope

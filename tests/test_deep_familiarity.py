@@ -43,3 +43,32 @@ def test_stats_travel_in_the_model_file_and_are_absent_from_others(model, tmp_pa
     assert unfamiliarity(plain, img) is None
     plain.metadata["feature_stats"] = {"mean": [0.0], "std": [1.0], "scale": 1.0}  # wrong size
     assert unfamiliarity(plain, img) is None
+
+
+def test_an_image_is_measured_at_the_zoom_the_network_saw_it(model):
+    from skimage.transform import rescale
+
+    img = synth_grains((256, 256), 60, seed=40).image.astype(np.float32)
+    big = rescale(img, 2.0, order=1, preserve_range=True)  # grains 2x larger than trained
+    as_is = unfamiliarity(model, big)
+    zoomed = unfamiliarity(model, big, zoom=0.5)
+    assert zoomed == pytest.approx(unfamiliarity(model, img), rel=0.2)
+    assert as_is > 1.5 * zoomed
+
+
+def test_the_nuclei_network_zoom_follows_the_segmenters_rescaling():
+    from microseg.nuclei import FrameSegmenter
+
+    m = UNetSegmenter.new("nuclei", ["background", "nucleus"], base=4, depth=3)
+    m.metadata["object_diameter_px"] = 20.0
+    labels = np.zeros((256, 256), np.int32)
+    yy, xx = np.mgrid[:256, :256]
+    for k, (cy, cx) in enumerate([(40, 40), (40, 200), (200, 40), (200, 200), (128, 128)], 1):
+        labels[(yy - cy) ** 2 + (xx - cx) ** 2 <= 5**2] = k  # 10 px nuclei
+    assert FrameSegmenter(m, object_diameter_px=None).network_zoom(labels) == 1.0
+    assert FrameSegmenter(m, object_diameter_px=5.0).network_zoom(labels) == pytest.approx(4.0)
+    auto = FrameSegmenter(m).network_zoom(labels)  # "auto": measured, rescaled beyond 1.5x
+    assert 1.6 < auto < 2.4
+    big = np.zeros((256, 256), np.int32)
+    big[(yy - 128) ** 2 + (xx - 128) ** 2 <= 10**2] = 1  # 20 px: as trained
+    assert FrameSegmenter(m).network_zoom(big) == 1.0

@@ -15,6 +15,7 @@ from microseg.quality import (
     grain_neighbours,
     grain_quality,
     nuclei_quality,
+    nucleus_edge_width,
 )
 from microseg.synth import synth_grains
 
@@ -154,6 +155,39 @@ def test_nuclei_verdicts():
     assert "unsure_fraction" in _checks(nuclei_quality(lab, flat))
     # nuclei far from the model's training size
     assert "diameter_ratio" in _checks(nuclei_quality(lab, model_diameter_px=60))
+
+
+@pytest.mark.parametrize("sigma", [1.0, 2.0, 4.0])
+def test_the_edge_width_of_blurred_discs_follows_the_blur(sigma):
+    from scipy import ndimage as ndi
+
+    lab = _disc_labels(12, 10)
+    image = ndi.gaussian_filter(100.0 * (lab > 0) + 20.0, sigma)
+    width = nucleus_edge_width(image, lab)
+    # a step blurred by sigma: contrast / steepest slope = sqrt(2 pi) * sqrt(sigma² + 1)
+    expected = np.sqrt(2 * np.pi) * np.sqrt(sigma**2 + 1.0)
+    assert width == pytest.approx(expected, rel=0.25)
+    # channels are averaged; no nuclei or a constant image give no width
+    assert nucleus_edge_width(np.stack([image, image]), lab) == pytest.approx(width)
+    assert nucleus_edge_width(image, np.zeros_like(lab)) is None
+    assert nucleus_edge_width(np.full(lab.shape, 5.0), lab) is None
+
+
+def test_an_out_of_focus_image_is_flagged():
+    from scipy import ndimage as ndi
+
+    lab = _disc_labels(12, 10)
+    sharp = ndi.gaussian_filter(100.0 * (lab > 0), 0.8)
+    q = nuclei_quality(lab, image=sharp)
+    assert "edge_width_px" not in _checks(q) and q.checks["edge_width_px"] < 4
+    blurred = ndi.gaussian_filter(100.0 * (lab > 0), 4.0)
+    q = nuclei_quality(lab, image=blurred)
+    assert q.verdict == CHECK and "edge_width_px" in _checks(q)
+    assert any("out of focus" in r for r in q.reasons)
+    # wide edges on nuclei far larger than them are not blur that merges nuclei
+    big = _disc_labels(6, 60, shape=(512, 512))
+    q = nuclei_quality(big, image=ndi.gaussian_filter(100.0 * (big > 0), 3.0))
+    assert q.checks["edge_width_px"] > 5 and "edge_width_px" not in _checks(q)
 
 
 def test_combine_keeps_the_worst_verdict_and_every_reason(good_map):

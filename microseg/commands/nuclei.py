@@ -210,7 +210,8 @@ def run_quality(
 
     nt = run.labels.shape[0]
     probe = sorted({0, nt // 2, nt - 1})
-    unfam = [model_unfamiliarity(segmenter.model, segmenter.model_input(image.frame(t)))
+    unfam = [model_unfamiliarity(segmenter.model, segmenter.model_input(image.frame(t)),
+                                 zoom=segmenter.network_zoom(run.labels[t, 0]))
              for t in probe]  # fmt: skip
     known = [u for u in unfam if u is not None]
     u = max(known) if known else None
@@ -223,6 +224,7 @@ def run_quality(
             model_diameter_px=diameter,
             pixel_size_um=pixel_size_um,
             unfamiliarity=u,
+            image=segmenter.model_input(image.frame(t, z)),
         )  # fmt: skip
         for t in range(nt)
         for z in range(run.labels.shape[1])

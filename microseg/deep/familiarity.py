@@ -60,6 +60,7 @@ def feature_signature(
     image: np.ndarray,
     n_crops: int = MAX_CROPS,
     rng: np.random.Generator | None = None,
+    zoom: float = 1.0,
 ) -> np.ndarray:
     """Signatures ``(n, D)`` of crops of ``image``: per encoder channel, mean and std.
 
@@ -73,8 +74,16 @@ def feature_signature(
         Number of crops (a regular grid; random positions with ``rng``).
     rng : numpy.random.Generator, optional
         Random crop positions (used when recording training statistics).
+    zoom : float
+        Rescale the prepared image first, as prediction does when it rescales objects
+        to the training size.
     """
     x = model.prepare(image)
+    if zoom != 1.0:
+        from microseg.deep.segmenter import _resize
+
+        h, w = x.shape[-2:]
+        x = _resize(np.asarray(x, np.float32), (max(8, round(h * zoom)), max(8, round(w * zoom))))
     net = model.inference_net()
     return np.stack([_signature(net, c, model.device) for c in _crops(x, n_crops, rng)])
 
@@ -113,12 +122,13 @@ def record_feature_stats(
     return stats
 
 
-def unfamiliarity(model, image: np.ndarray) -> float | None:  # noqa: ANN001
+def unfamiliarity(model, image: np.ndarray, zoom: float = 1.0) -> float | None:  # noqa: ANN001
     """How unlike the training images ``image`` looks to the network (~1: alike).
 
     The median over a grid of crops of the RMS z-score of their signatures, divided by
     the training crops' 95th percentile. ``None`` when the model records no statistics
-    or they do not fit it.
+    or they do not fit it. ``zoom``: the image is rescaled first, as the network saw it
+    (see :func:`feature_signature`).
     """
     stats = (getattr(model, "metadata", None) or {}).get("feature_stats")
     if not isinstance(stats, dict):
@@ -129,7 +139,7 @@ def unfamiliarity(model, image: np.ndarray) -> float | None:  # noqa: ANN001
         scale = float(stats["scale"])
     except (KeyError, TypeError, ValueError):
         return None
-    sig = feature_signature(model, image)
+    sig = feature_signature(model, image, zoom=zoom)
     if sig.shape[1] != mean.shape[0] or std.shape != mean.shape or not scale > 0:
         return None
     return float(np.median(_rms_z(sig, mean, std)) / scale)

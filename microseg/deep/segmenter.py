@@ -176,8 +176,7 @@ class UNetSegmenter:
                 raise InputError("The object diameter must be a number of pixels or 'auto'.")
             p = self.predict_proba(image, pixel_size_um, None, tile, progress, stop, augment)
             d = self.estimate_object_diameter(p)
-            ref = self.metadata.get("object_diameter_px")
-            if d is None or not ref or 0.67 < float(ref) / d < 1.5:
+            if self.auto_zoom(d) == 1.0:
                 return p
             return self.predict_proba(image, None, d, tile, progress, stop, augment)
         x = self.prepare(image)
@@ -192,6 +191,14 @@ class UNetSegmenter:
             p = _resize(p, (h, w))
             p /= np.maximum(p.sum(axis=0, keepdims=True), 1e-6)
         return p
+
+    def auto_zoom(self, diameter_px: float | None) -> float:
+        """The zoom ``object_diameter_px="auto"`` applies to objects ``diameter_px`` across:
+        1 within 1.5x of the training diameter (or when either is unknown)."""
+        ref = self.metadata.get("object_diameter_px")
+        if not diameter_px or not ref or 0.67 < float(ref) / diameter_px < 1.5:
+            return 1.0
+        return float(ref) / float(diameter_px)
 
     def estimate_object_diameter(self, proba: np.ndarray) -> float | None:
         """Typical object diameter (px) in a nuclei prediction; ``None`` for other tasks.

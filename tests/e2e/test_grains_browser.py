@@ -132,7 +132,9 @@ def test_compare_models_and_linked_histogram(page, tmp_path):
     )
     settle(page, 120_000)
     no_traceback(page)
-    expect(page.locator(".st-key-grains_sel_rows").get_by_test_id("stDataFrame")).to_be_visible()  # the grain's row
+    expect(
+        page.locator(".st-key-grains_sel_rows").get_by_test_id("stDataFrame")
+    ).to_be_visible()  # the grain's row
     with page.expect_download(timeout=60_000) as info:
         page.get_by_role("button", name="Grain map (TIFF)").click()
     path = tmp_path / "grains.tif"

@@ -24,6 +24,11 @@ def frame_quality(
     if labels is None:
         return None
     u, diameter = None, None
+    z = (settings or {}).get("z", 0)
+    frame = image.frame(t, z if z is not None else 0)
+    ch = (settings or {}).get("channel")
+    if ch is not None and frame.ndim == 3 and 0 <= int(ch) < frame.shape[0]:
+        frame = frame[int(ch)]
     if settings is not None:
         try:
             model = resolve_model(settings["model_id"])
@@ -34,17 +39,24 @@ def frame_quality(
                    settings.get("channel"), settings.get("z"))  # fmt: skip
             cache = ui().setdefault("unfamiliarity", {})
             if key not in cache:
-                frame = image.frame(t, settings.get("z", 0))
-                ch = settings.get("channel")
-                if ch is not None and frame.ndim == 3:
-                    frame = frame[int(ch)]
                 cache.clear()
-                cache[key] = model_unfamiliarity(model, frame)
+                cache[key] = model_unfamiliarity(model, frame, zoom=_zoom(model, labels, settings))
             u = cache[key]
             if settings.get("object_diameter_px") is None:  # no rescaling to the model
                 diameter = model.metadata.get("object_diameter_px")
     return nuclei_quality(labels, model_diameter_px=diameter, pixel_size_um=res.pixel_size_um,
-                          unfamiliarity=u)  # fmt: skip
+                          unfamiliarity=u, image=frame)  # fmt: skip
+
+
+def _zoom(model, labels, settings: dict[str, Any]) -> float:  # noqa: ANN001
+    """The rescaling the network saw the frame at (1 when unknown)."""
+    from microseg.nuclei import FrameSegmenter
+
+    try:
+        seg = FrameSegmenter(model, object_diameter_px=settings.get("object_diameter_px"))
+        return seg.network_zoom(labels)
+    except (MicrosegError, TypeError, ValueError):
+        return 1.0
 
 
 def verdict_panel(
