@@ -343,7 +343,9 @@ def test_a_grain_model_on_a_nuclei_image_is_not_trusted(tmp_path, capsys):
     assert rc == 0
     q = json.loads((tmp_path / "image_summary.json").read_text())["quality"]
     assert q["verdict"] == "do_not_trust", q
-    assert q["checks"]["unfamiliarity"] > 1.5
+    # the generalist grain model has seen blob-like renderings, so the image need not look
+    # unfamiliar to it; the map itself gives it away: isolated blobs, not a tessellation
+    assert q["checks"]["median_neighbours"] < 4
     assert q["next_steps"]
     err = capsys.readouterr().err
-    assert "quality: do not trust" in err and "unlike the images the model was trained on" in err
+    assert "quality: do not trust" in err and "isolated blobs" in err

@@ -33,10 +33,12 @@ BUILTINS: dict[str, dict[str, Any]] = {
     "grains": {
         "task": "grains",
         "classes": ["grain interior", "grain boundary"],
-        "description": "Grain boundaries in optical metallography (colour or grey).",
+        "description": "Grain boundaries in optical, tint-etched and SEM micrographs "
+        "(colour or grey).",
         "data": "Texture Boundary in Metallography (TBM) tiles of micrographs 10-17 "
         "(via Scientific-Computing-Lab/MLOgraphyPlusPlus, MIT licence), plus "
-        "microseg.synth synthetic grain images when available",
+        "microseg.synth grain images and microseg.synth_styles renderings in the SEM, "
+        "optical, tint-etched, lamellar and nanometre styles",
         "citation": "TBM dataset, Scientific-Computing-Lab/MLOgraphyPlusPlus (MIT).",
         "held_out": "TBM micrographs 18-20 and the NIST steel micrograph",
         "pixel_size_um": None,

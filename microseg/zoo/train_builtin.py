@@ -4,6 +4,7 @@ Usage::
 
     python -m microseg.zoo train nuclei --minutes 40 [--resume] [--data DIR] [--threads 1]
     python -m microseg.zoo train grains --minutes 30 [--resume]
+    python -m microseg.zoo train grains --init WEIGHTS --styles 60 --tbm-repeat 3 --minutes 28
     python -m microseg.zoo train nuclei --init WEIGHTS --texture 0.6 --minutes 40
 
 nuclei: Data Science Bowl 2018 stage-1 training images (``nuclei/dsb2018_train``),
@@ -21,8 +22,17 @@ best by validation F1, at step 14287; the checkpoints to resume from are committ
 ``checkpoints/``), then ``train nuclei --init microseg/zoo/weights/nuclei.safetensors
 --texture 0.6 --seed 2 --threads 2 --minutes 40`` (15347 steps of fine-tuning with uneven
 staining added to the crops, so that textured chromatin is not read as a border between
-two nuclei; best by validation F1 at the last step); and ``train grains --minutes 30``,
-one thread (on a GPU, training runs there automatically).
+two nuclei; best by validation F1 at the last step). The grain weights are a generalist:
+``train grains --minutes 30`` (one thread; 9033 steps on TBM and 8 synthetic images),
+then ``train grains --init microseg/zoo/weights/grains.safetensors --styles 60
+--styled-val 3 --minutes 55`` (60 renderings in the SEM, optical, tint-etched, lamellar
+and nanometre styles of :mod:`microseg.synth_styles` added), then ``train grains --init
+STAGE1 --styles 60 --tbm-repeat 3 --styled-val 0 --lr 2e-4 --minutes 28`` (the real
+tiles drawn three times as often and the best model chosen on the TBM validation tiles
+alone; stopped at 20 minutes, best at step 3649; ``checkpoints/grains.pt`` is this
+stage's last state, to ``--resume`` with the same flags). On a GPU, training runs there
+automatically. ``benchmarks/results/generalist_2026-12-07.txt`` compares it with the
+first model on the left-out images.
 
 The run checkpoints every minute to ``checkpoints/NAME.pt`` (and the best model so
 far to ``checkpoints/NAME_best.safetensors``); ``--resume`` continues from the

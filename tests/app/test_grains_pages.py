@@ -608,7 +608,7 @@ def test_a_grain_model_on_a_nuclei_image_says_do_not_trust():
     q = at.session_state["grain_result"]["quality"]
     assert q.verdict == "do_not_trust"
     box = next(e for e in at.error if e.value.startswith("**Quality: do not trust.**"))
-    assert "unlike the images the model was trained on" in box.value
+    assert "isolated blobs" in box.value
     assert "**What to do:**" in box.value
     # the same verdict travels in the summary export
     assert json.loads(summary_json(at.session_state["grain_result"]))["quality"]["verdict"] == (
