@@ -14,6 +14,7 @@ from microseg.image import MicroImage
 from webui import state, training, workspace
 from webui.models import set_session_model
 from webui.render import class_overlay, display_plane
+from webui.widgets import kept_slider
 
 
 def _stroke_problem(strokes: np.ndarray | None, n_classes: int) -> str | None:
@@ -257,7 +258,7 @@ def _deep_panel(image, t, strokes, names, task, classes):
             "No built-in model for this task: the U-Net trains from scratch, which needs "
             "many more strokes than the random forest to do as well."
         )
-    seconds = st.slider("Training time (s)", 5, 600, 60, step=5, key="dl_seconds")
+    seconds = kept_slider("Training time (s)", 5, 600, 60, step=5, key="dl_seconds")
     c1, c2 = st.columns(2)
     if c1.button("Train U-Net", key="dl_train", disabled=problem is not None, type="primary"):
         training.start_deep_training(image, t, strokes, names, task, seconds, from_builtin)

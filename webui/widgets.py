@@ -1,6 +1,9 @@
-"""Widgets several pages share: frame/slice/channel pickers, zoom, pixel size."""
+"""Widgets several pages share: frame/slice/channel pickers, zoom, pixel size, a slider
+that keeps its value."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import streamlit as st
 
@@ -66,3 +69,16 @@ def pixel_size_input(image: MicroImage) -> None:
         key="pixel_size_widget",
     )
     state.put("pixel_size_override", value or None)
+
+
+def kept_slider(
+    label: str, min_value: int, max_value: int, value: int, step: int, key: str, **kwargs: Any
+) -> int:
+    """A slider that keeps its value while it is not drawn (e.g. during a training run:
+    Streamlit forgets the state of a widget that was not rendered in a run)."""
+    kept = f"{key}__kept"
+    if key not in st.session_state:
+        st.session_state[key] = st.session_state.get(kept, value)
+    chosen = st.slider(label, min_value, max_value, step=step, key=key, **kwargs)
+    st.session_state[kept] = chosen
+    return chosen

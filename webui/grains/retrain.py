@@ -12,6 +12,7 @@ from microseg.roi import Region
 from webui import state
 from webui.grains.shared import one_sentence, ui
 from webui.retraining import held_targets, job_progress, retrain_notice, start_job, take_finished
+from webui.widgets import kept_slider
 
 JOB_KEY = "retrain_job"
 DEEP_LABEL = "Deep learning (U-Net, trained here)"
@@ -81,7 +82,7 @@ def retrain_panel(image: MicroImage, t: int, z: int, region: Region, model_id: s
                    f"{counts['corrected_px']} labelled pixels, plus {counts['stroke_px']} "
                    f"painted stroke pixels of this image. Fine-tunes {init_name}; a fifth of "
                    "the corrected places and strokes is held out to score it.")  # fmt: skip
-        seconds = st.slider("Training time (s)", 10, 600, 60, step=10, key="grains_retrain_s")
+        seconds = kept_slider("Training time (s)", 10, 600, 60, step=10, key="grains_retrain_s")
         if st.button("Train on my corrections", key="grains_retrain", type="primary",
                      disabled=int((targets > 0).sum()) == 0):  # fmt: skip
             meta = {"n_edits": len(g["edits"]), "corrected_px": counts["corrected_px"],

@@ -11,6 +11,7 @@ from microseg.image import MicroImage
 from webui import state
 from webui.nuclei.session import NucleiResult, say, ui
 from webui.retraining import held_targets, job_progress, retrain_notice, start_job, take_finished
+from webui.widgets import kept_slider
 
 JOB_KEY = "nuclei_retrain_job"
 
@@ -72,7 +73,7 @@ def retrain_section(image: MicroImage, res: NucleiResult, t: int) -> None:
     st.caption(f"Frame {t}: {counts['places']} corrected place(s), {counts['corrected_px']} "
                f"labelled pixels, plus {counts['stroke_px']} stroke pixels. Fine-tunes "
                f"{init_name}; a fifth of the labels is held out to score it.")  # fmt: skip
-    seconds = st.slider("Training time (s)", 10, 600, 60, step=10, key="nuc_retrain_s")
+    seconds = kept_slider("Training time (s)", 10, 600, 60, step=10, key="nuc_retrain_s")
     if st.button("Train on my corrections", key="nuc_retrain", type="primary",
                  disabled=int((targets > 0).sum()) == 0):  # fmt: skip
         classes = list(init.classes) if init is not None else ["background", "nucleus", "border"]
