@@ -626,3 +626,26 @@ def test_the_sample_with_the_built_in_model_has_a_verdict_box():
     texts = [e.value for e in (*at.success, *at.warning, *at.error)]
     assert any(t.startswith(f"**Quality: {q.label}.**") for t in texts), texts
     assert q.checks["unfamiliarity"] is not None and q.checks["unfamiliarity"] < 1.5
+
+
+def test_the_verdicts_set_the_pixel_size_gives_g_numbers():
+    """No pixel size: the verdict's own input sets it, and the G numbers appear."""
+    from microseg.samples import list_samples
+
+    if "dsb-sample" not in {s.key for s in list_samples()}:
+        pytest.skip("shared data not available")
+    at = new_app()
+    at.button(key="open_dsb-sample").click().run()  # a PNG-like TIFF without a pixel size
+    at.switch_page(GRAINS).run()
+    at.selectbox(key="grains_model").set_value("Built-in grains model (U-Net)").run()
+    assert at.session_state["grain_result"]["pixel_size"] is None
+    assert at.session_state["grain_result"]["summary"].get("astm_g_planimetric") is None
+    assert at.button(key="grains_verdict_px_set").disabled
+    at.number_input(key="grains_verdict_px").set_value(0.5).run()
+    at.button(key="grains_verdict_px_set").click().run()
+    assert not at.exception
+    result = at.session_state["grain_result"]
+    assert result["pixel_size"] == pytest.approx(0.5)
+    assert at.number_input(key="grains_px_size").value == pytest.approx(0.5)
+    assert result["summary"]["astm_g_planimetric"] is not None
+    assert "grains_verdict_px" not in [w.key for w in at.number_input]  # done: gone

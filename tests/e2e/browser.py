@@ -96,3 +96,23 @@ def paint_nuclei_strokes(page, upper) -> None:
     for fg in fgs:
         stroke(page, upper, fg)
         settle(page)
+
+
+def paint_boundaries_across_the_map(page, fractions=(0.25, 0.5, 0.75)) -> None:
+    """On the Grains page: open the corrections and paint one boundary across the whole
+    map at each fraction of its height (each one a separate correction)."""
+    page.get_by_text("Correct the grain map").click()
+    settle(page)
+    page.get_by_text("Paint on the map").click()
+    canvas = page.locator("canvas.upper-canvas").first
+    canvas.wait_for(timeout=60_000)
+    box = canvas.bounding_box()
+    w, h = box["width"], box["height"]
+    for i, frac in enumerate(fractions, start=1):
+        canvas = page.locator("canvas.upper-canvas").first
+        canvas.scroll_into_view_if_needed()
+        stroke(page, canvas, [(4, h * frac), (w - 4, h * frac)])
+        expect(page.get_by_text(re.compile(r"^boundary painted \("))).to_have_count(
+            i, timeout=60_000
+        )
+        settle(page, 120_000)

@@ -11,7 +11,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.conftest import ROOT
-from tests.e2e.browser import no_traceback, settle, stroke
+from tests.e2e.browser import no_traceback, paint_boundaries_across_the_map, settle, stroke
 from tests.e2e.conftest import SHOTS
 from tests.e2e.test_grains_browser import _grain_count
 
@@ -160,21 +160,7 @@ def test_strokes_then_corrections_on_an_uploaded_sem_micrograph(page, tmp_path):
     assert n_builtin > 0 and n_trained > 0
 
     # correct the map: three boundaries painted across it, then train on them
-    page.get_by_text("Correct the grain map").click()
-    settle(page)
-    page.get_by_text("Paint on the map").click()
-    canvas = page.locator("canvas.upper-canvas").first
-    canvas.wait_for(timeout=60_000)
-    box = canvas.bounding_box()
-    w, h = box["width"], box["height"]
-    for i, frac in enumerate((0.25, 0.5, 0.75), start=1):
-        canvas = page.locator("canvas.upper-canvas").first
-        canvas.scroll_into_view_if_needed()
-        stroke(page, canvas, [(4, h * frac), (w - 4, h * frac)])
-        expect(page.get_by_text(re.compile(r"^boundary painted \("))).to_have_count(
-            i, timeout=60_000
-        )
-        settle(page, 120_000)
+    paint_boundaries_across_the_map(page)
     page.get_by_text("Train on my corrections").first.click()
     settle(page)
     panel = page.locator(".st-key-grains_retrain_panel")

@@ -8,7 +8,7 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from tests.e2e.browser import no_traceback, settle, stroke
+from tests.e2e.browser import no_traceback, paint_boundaries_across_the_map, settle
 from tests.e2e.conftest import SHOTS
 from tests.e2e.test_grains_browser import _grain_count, open_grains_page
 
@@ -20,22 +20,8 @@ def test_train_on_my_corrections_redraws_the_map(page):
     # before any correction the panel says what to do
     page.get_by_text("Train on my corrections").first.click()
     expect(page.get_by_text(re.compile(r"^Correct the map first"))).to_be_visible(timeout=30_000)
-    page.get_by_text("Correct the grain map").click()
-    settle(page)
-    page.get_by_text("Paint on the map").click()
-    canvas = page.locator("canvas.upper-canvas").first
-    canvas.wait_for(timeout=60_000)
-    box = canvas.bounding_box()
-    w, h = box["width"], box["height"]
     # three separate corrections: lines across the map at a quarter, half, three quarters
-    for i, frac in enumerate((0.25, 0.5, 0.75), start=1):
-        canvas = page.locator("canvas.upper-canvas").first
-        canvas.scroll_into_view_if_needed()
-        stroke(page, canvas, [(4, h * frac), (w - 4, h * frac)])
-        expect(page.get_by_text(re.compile(r"^boundary painted \("))).to_have_count(
-            i, timeout=60_000
-        )
-        settle(page, 120_000)
+    paint_boundaries_across_the_map(page)
     no_traceback(page)
     assert _grain_count(page) > n0
     panel = page.locator(".st-key-grains_retrain_panel")

@@ -222,11 +222,25 @@ def _verdict(result: dict, boundary: np.ndarray, image: MicroImage, region):  # 
     return grain_quality(result["labels"], result["summary"], proba, result["pixel_size"], u)
 
 
+def _pixel_size_action() -> None:
+    """The verdict's "set the pixel size", done where it is said (the sidebar's value)."""
+    with st.container(key="grains_set_px"):
+        c1, c2, _ = st.columns([1, 1, 2], vertical_alignment="bottom")
+        value = c1.number_input("Pixel size of this image (µm/px)", min_value=0.0, step=0.01,
+                                format="%.4f", key="grains_verdict_px")  # fmt: skip
+        if c2.button("Set the pixel size", key="grains_verdict_px_set", disabled=value <= 0):
+            ui()["pending_px"] = value
+            ui()["bar_message"] = f"Pixel size set to {value:.4g} µm/px."
+            st.rerun()
+
+
 def _grains_body(image, t, z, result, boundary, model_id, region) -> None:  # noqa: ANN001
     labels, table, summary, ps = (result["labels"], result["table"], result["summary"],
                                   result["pixel_size"])  # fmt: skip
     if model_id != TRUTH:
         quality_panel(result["quality"], "grains", annotate_link=True)
+        if ps is None:
+            _pixel_size_action()
     summary_panel(summary, ps)
     fr = class_fractions(model_id, image, t, z, region)
     if fr is not None:
