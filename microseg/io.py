@@ -913,6 +913,29 @@ def image_stem(path: str | os.PathLike) -> str:
     return stem or name
 
 
+def output_stems(paths: Sequence[str | os.PathLike]) -> list[str]:
+    """Output name stems for ``paths``, one each and all different.
+
+    :func:`image_stem` where it is unique; where several inputs share it (``a/img.tif``
+    and ``b/img.tif``), the parent folder's name goes in front (``a_img``, ``b_img``);
+    a name still taken (the same file twice) gets ``_2``, ``_3``... So no input's
+    outputs overwrite another's.
+    """
+    plain = [image_stem(p) for p in paths]
+    shared = {s for s in plain if plain.count(s) > 1}
+    used: set[str] = set()
+    stems = []
+    for p, s in zip(paths, plain, strict=True):
+        parent = Path(p).resolve().parent.name
+        base = f"{parent}_{s}" if s in shared and parent else s
+        cand, k = base, 2
+        while cand in used:
+            cand, k = f"{base}_{k}", k + 1
+        used.add(cand)
+        stems.append(cand)
+    return stems
+
+
 def jsonable(obj: Any) -> Any:
     """``obj`` ready for ``json.dumps``: numpy values as Python ones, NaN and inf as
     None, other objects (paths ...) as strings; dicts, lists and arrays recursively."""

@@ -212,6 +212,67 @@ def test_dask_scheduler_gives_the_same_outputs(work):
         )
 
 
+@pytest.fixture(scope="module")
+def same_names(work):
+    """Two folders that both hold ``img.tif`` (different frames)."""
+    root = work["root"] / "same_names"
+    for d, t in (("a", 1), ("b", 4)):
+        (root / d).mkdir(parents=True)
+        tifffile.imwrite(root / d / "img.tif", work["series"].frames[t])
+    return root
+
+
+def _alone_labels(work, root, d):
+    """The labels of ``root/d/img.tif`` processed alone."""
+    out = work["root"] / f"out_alone_{d}"
+    if not (out / "img_labels.tif").is_file():
+        assert main(["nuclei", "--model", str(work["model"]), "--out", str(out),
+                     str(root / d / "img.tif")]) == 0  # fmt: skip
+    return tifffile.imread(out / "img_labels.tif")
+
+
+def _same_name_run(work, root, out, extra=()):
+    args = ["batch", "--task", "nuclei", "--model", str(work["model"]), "--out", str(out)]
+    return main([*args, *extra, str(root / "a"), str(root / "b")])
+
+
+def test_inputs_with_the_same_name_keep_their_own_outputs(work, same_names, capsys):
+    out = work["root"] / "out_same"
+    assert _same_name_run(work, same_names, out) == 0
+    err = capsys.readouterr().err
+    assert "outputs named a_img_* (another input has the same name)" in err
+    assert not (out / "img_labels.tif").exists()
+    for d in ("a", "b"):  # each input's labels are its own image's, not the other's
+        np.testing.assert_array_equal(
+            tifffile.imread(out / f"{d}_img_labels.tif"), _alone_labels(work, same_names, d)
+        )
+    qc = pd.read_csv(out / "qc.csv")
+    assert sorted(Path(p).name for p in qc["summary"]) == [
+        "a_img_summary.json",
+        "b_img_summary.json",
+    ]
+    # the single command, given both, does the same
+    single = work["root"] / "out_same_single"
+    assert main(["nuclei", "--model", str(work["model"]), "--out", str(single),
+                 str(same_names / "a" / "img.tif"), str(same_names / "b" / "img.tif")]) == 0  # fmt: skip
+    assert (single / "a_img_labels.tif").is_file() and (single / "b_img_labels.tif").is_file()
+
+
+def test_inputs_with_the_same_name_on_a_dask_cluster(work, same_names):
+    from distributed import LocalCluster
+
+    out = work["root"] / "out_same_dask"
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False, protocol="tcp",
+                      host="127.0.0.1", dashboard_address=None) as cluster:  # fmt: skip
+        assert (
+            _same_name_run(work, same_names, out, ["--scheduler", cluster.scheduler_address]) == 0
+        )
+    for d in ("a", "b"):
+        np.testing.assert_array_equal(
+            tifffile.imread(out / f"{d}_img_labels.tif"), _alone_labels(work, same_names, d)
+        )
+
+
 def test_grains_task_runs_the_grains_command_per_input(tmp_path):
     from microseg.synth import synth_grains
 

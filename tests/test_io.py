@@ -624,6 +624,19 @@ def test_image_stem(path, stem):
     assert image_stem(path) == stem
 
 
+def test_output_stems_are_unique_per_input(tmp_path):
+    from microseg.io import output_stems
+
+    a, b = tmp_path / "a" / "img.tif", tmp_path / "b" / "img.ome.tif"
+    assert output_stems([a, tmp_path / "other.png"]) == ["img", "other"]  # unique: unchanged
+    assert output_stems([a, b]) == ["a_img", "b_img"]
+    # a name still taken after the folder prefix, and the same file given twice
+    assert output_stems([a, a, tmp_path / "a_img.tif"]) == ["a_img", "a_img_2", "a_img_3"]
+    paths = [tmp_path / d / "x.tif" for d in ("p", "q", "p")] + [tmp_path / "x" / "y.tif"]
+    stems = output_stems(paths)
+    assert len(set(stems)) == len(stems) == 4 and stems[-1] == "y"
+
+
 def test_supported_suffixes():
     sfx = supported_suffixes()
     for s in (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".czi"):

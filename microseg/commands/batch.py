@@ -1,7 +1,9 @@
 """``microseg batch``: run ``nuclei``, ``grains`` or ``predict`` (task semantic) over many inputs.
 
 Inputs are files, folders (their image files, not recursive) or glob patterns.
-Every input gets the same outputs as the single command would write. A failing
+Every input gets the same outputs as the single command would write; inputs that
+share a file name (``a/img.tif``, ``b/img.tif``) get their folder's name in front
+(``a_img_*``, ``b_img_*``), so none overwrites another. A failing
 input is reported on stderr and the others go on; the run fails (exit status 2)
 only when no input succeeds. ``DIR/batch_summary.json`` holds the run summary with
 every input's quality verdict, and ``DIR/qc.csv`` one row per input (``input, ok,
@@ -76,9 +78,9 @@ def _is_image(path: Path, suffixes: tuple[str, ...]) -> bool:
     return path.suffix.lower() in suffixes
 
 
-def _namespace(args: argparse.Namespace, path: Path) -> argparse.Namespace:
-    """Arguments of the single command for one input."""
-    common = {"model": args.model, "out": Path(args.out)}
+def _namespace(args: argparse.Namespace, path: Path, stem: str | None) -> argparse.Namespace:
+    """Arguments of the single command for one input (``stem``: of its output names)."""
+    common = {"model": args.model, "out": Path(args.out), "stems": [stem] if stem else None}
     if args.task == "nuclei":
         return argparse.Namespace(
             **common, pixel_size=args.pixel_size, channel=None, track=False, images=[path]
@@ -120,9 +122,10 @@ def run_one(
     path: str,
     progress: Callable[[str], None] | None = None,
     drop_data_bar: bool = False,
+    stem: str | None = None,
 ) -> dict[str, Any]:
     """Process one input; never raises for a bad input (``drop_data_bar``: grains,
-    leave the image's data bar out).
+    leave the image's data bar out; ``stem``: of the output names, unique in the run).
 
     Returns
     -------
@@ -145,9 +148,10 @@ def run_one(
                 Path(out),
                 pixel_size_um=pixel_size,
                 progress=report,
+                stem=stem,
             )
         else:
-            result = _command(task)(_namespace(ns, Path(path)), report)
+            result = _command(task)(_namespace(ns, Path(path), stem), report)
         return {"input": path, "ok": True, "result": result}
     except MicrosegError as exc:
         return {"input": path, "ok": False, "error": str(exc)}
@@ -167,7 +171,10 @@ def _check_model(args: argparse.Namespace, progress: Callable[[str], None]) -> N
 
 
 def _run_dask(
-    args: argparse.Namespace, paths: list[Path], progress: Callable[[str], None]
+    args: argparse.Namespace,
+    paths: list[Path],
+    stems: list[str],
+    progress: Callable[[str], None],
 ) -> list[dict[str, Any]]:
     from distributed import Client, as_completed
 
@@ -188,7 +195,9 @@ def _run_dask(
             [str(Path(args.out).resolve())] * len(paths),
             [args.pixel_size] * len(paths),
             [str(p.resolve()) for p in paths],
-            drop_data_bar=args.drop_data_bar,
+            [None] * len(paths),
+            [args.drop_data_bar] * len(paths),
+            stems,
             pure=False,
         )
         order = {f.key: i for i, f in enumerate(futures)}
@@ -212,20 +221,26 @@ def _report(res: dict[str, Any], progress: Callable[[str], None]) -> None:
 
 def cmd_batch(args: argparse.Namespace, progress: Callable[[str], None]) -> dict:
     """Run the task's command on every input; report failures and go on."""
+    from microseg.io import image_stem, output_stems
+
     paths = expand_inputs(args.inputs)
     if args.pixel_size is not None and not args.pixel_size > 0:
         raise InputError("--pixel-size must be a positive number of µm per pixel.")
     progress(f"batch: {len(paths)} input(s), task {args.task}")
     _check_model(args, progress)
     Path(args.out).mkdir(parents=True, exist_ok=True)
+    stems = output_stems(paths)
+    for path, stem in zip(paths, stems, strict=True):
+        if stem != image_stem(path):
+            progress(f"{path}: outputs named {stem}_* (another input has the same name)")
     if args.scheduler:
-        results = _run_dask(args, paths, progress)
+        results = _run_dask(args, paths, stems, progress)
     else:
         results = []
-        for i, path in enumerate(paths, start=1):
+        for i, (path, stem) in enumerate(zip(paths, stems, strict=True), start=1):
             progress(f"[{i}/{len(paths)}] {path.name}")
             res = run_one(args.task, str(args.model), str(args.out), args.pixel_size, str(path),
-                          progress, drop_data_bar=args.drop_data_bar)  # fmt: skip
+                          progress, drop_data_bar=args.drop_data_bar, stem=stem)  # fmt: skip
             _report(res, progress)
             results.append(res)
     failed = [r for r in results if not r["ok"]]

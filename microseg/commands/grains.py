@@ -131,7 +131,7 @@ def cmd_grains(args: argparse.Namespace, progress: Callable[[str], None]) -> dic
     """Write the grain map, grain table and summary of every input image; each summary
     carries its quality verdict (:mod:`microseg.quality`)."""
     from microseg.exports import write_table_csv
-    from microseg.io import image_stem, jsonable, write_tiff
+    from microseg.io import jsonable, output_stems, write_tiff
     from microseg.quality import VERDICT_TEXT, combine, grain_quality, model_unfamiliarity
 
     images = [Path(p) for p in args.images]
@@ -156,9 +156,9 @@ def cmd_grains(args: argparse.Namespace, progress: Callable[[str], None]) -> dic
     out_dir.mkdir(parents=True, exist_ok=True)
     results: list[dict[str, Any]] = []
     fields: list[tuple[str, dict, pd.DataFrame, float | None]] = []
-    for path in images:
+    stems = getattr(args, "stems", None) or output_stems(images)
+    for path, stem in zip(images, stems, strict=True):
         image = read_input(path)
-        stem = image_stem(path)
         ps = _pixel_size(args.pixel_size, image.pixel_size_um)
         region, region_source = measurement_region(image, region_arg, drop_bar)
         if region_source != WHOLE_IMAGE:

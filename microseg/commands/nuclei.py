@@ -123,8 +123,10 @@ def process_file(
     object_diameter_px: float | str | None = "auto",
     threshold: float | None = None,
     h_fraction: float | None = None,
+    stem: str | None = None,
 ) -> dict[str, Any]:
-    """Run ``microseg nuclei`` on one input file; returns a summary of what was written."""
+    """Run ``microseg nuclei`` on one input file; returns a summary of what was written
+    (``stem``: of the output names, by default the file's :func:`microseg.io.image_stem`)."""
     from microseg.commands.predict import model_provenance, read_input
     from microseg.io import image_stem
 
@@ -171,7 +173,8 @@ def process_file(
         else image.metadata.get("pixel_size_source"),
     )
     prov = model_provenance(model_spec, model, input=str(path), **params)
-    written = write_outputs(run, image, Path(out_dir), image_stem(path), ps, prov)
+    stem = stem or image_stem(path)
+    written = write_outputs(run, image, Path(out_dir), stem, ps, prov)
     n = len(run.objects)
     counts = run.frames["count"].to_numpy() if len(run.frames) else np.zeros(0)
     report(f"{Path(path).name}: {n} nuclei in {len(run.frames)} frame(s)")
@@ -192,7 +195,7 @@ def process_file(
     )
     from microseg.io import jsonable
 
-    spath = Path(out_dir) / f"{image_stem(path)}_summary.json"
+    spath = Path(out_dir) / f"{stem}_summary.json"
     record = {k: v for k, v in summary.items() if k != "outputs"}
     spath.write_text(json.dumps(jsonable({**record, "provenance": prov}), indent=1),
                      encoding="utf-8")  # fmt: skip
@@ -251,6 +254,7 @@ def _diameter_arg(value: str | None) -> float | str | None:
 def cmd_nuclei(args: argparse.Namespace, progress: Callable[[str], None]) -> dict:
     """Write labels, object and frame tables (and tracks) for every input."""
     from microseg.commands.predict import load_model_arg
+    from microseg.io import output_stems
 
     images = [Path(p) for p in args.images]
     for p in images:
@@ -280,7 +284,8 @@ def cmd_nuclei(args: argparse.Namespace, progress: Callable[[str], None]) -> dic
             object_diameter_px=_diameter_arg(getattr(args, "diameter", None)),
             threshold=getattr(args, "threshold", None),
             h_fraction=getattr(args, "split_depth", None),
+            stem=stem,
         )
-        for path in images
+        for path, stem in zip(images, output_stems(images), strict=True)
     ]
     return {"model": args.model, "outputs": results}

@@ -79,7 +79,7 @@ def read_input(path: Path) -> MicroImage:
 
 def cmd_predict(args: argparse.Namespace, progress: Callable[[str], None]) -> dict:
     """Write ``<stem>_classes.tif`` (and ``<stem>_probs.tif``) for every input image."""
-    from microseg.io import image_stem, write_tiff
+    from microseg.io import output_stems, write_tiff
 
     images = [Path(p) for p in args.images]
     for p in images:
@@ -90,9 +90,9 @@ def cmd_predict(args: argparse.Namespace, progress: Callable[[str], None]) -> di
     out_dir.mkdir(parents=True, exist_ok=True)
     k = len(model.classes)
     written: list[dict[str, Any]] = []
-    for path in images:
+    stems = getattr(args, "stems", None) or output_stems(images)
+    for path, stem in zip(images, stems, strict=True):
         image = read_input(path)
-        stem = image_stem(path)
         h, w = image.shape_yx
         nt, nz = image.n_frames, image.n_slices
         classes = np.zeros((nt, nz, h, w), np.uint8)
