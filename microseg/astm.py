@@ -135,10 +135,9 @@ def confidence_interval(values: np.ndarray) -> Stats95:
 def _mm(pixel_size_um: float | None) -> float | None:
     if pixel_size_um is None:
         return None
-    ps = float(pixel_size_um)
-    if not math.isfinite(ps) or ps <= 0:
-        raise InputError(f"The pixel size must be a positive number of µm, got {pixel_size_um}.")
-    return ps / 1000.0
+    from microseg.pixel_size import check_pixel_size
+
+    return check_pixel_size(pixel_size_um) / 1000.0
 
 
 def _check(labels: np.ndarray) -> np.ndarray:

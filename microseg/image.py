@@ -45,6 +45,15 @@ class MicroImage:
             raise InputError(f"An image must have 5 axes (TZCYX) in memory, got {self.data.ndim}.")
         if not self.channel_names:
             self.channel_names = [f"channel {i}" for i in range(self.n_channels)]
+        if self.pixel_size_um is not None:
+            from microseg.pixel_size import is_pixel_size
+
+            if not is_pixel_size(self.pixel_size_um):
+                # a file's calibration that cannot be a pixel size: unknown, and said so
+                self.metadata = {**self.metadata, "pixel_size_ignored": repr(self.pixel_size_um)}
+                self.pixel_size_um = None
+            else:
+                self.pixel_size_um = float(self.pixel_size_um)
 
     @classmethod
     def from_array(

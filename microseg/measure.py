@@ -69,10 +69,9 @@ def _check_labels(labels: np.ndarray) -> np.ndarray:
 def _pixel_size(pixel_size_um: float | None) -> float:
     if pixel_size_um is None:
         return float("nan")
-    ps = float(pixel_size_um)
-    if not np.isfinite(ps) or ps <= 0:
-        raise InputError(f"The pixel size must be a positive number of µm, got {pixel_size_um}.")
-    return ps
+    from microseg.pixel_size import check_pixel_size
+
+    return check_pixel_size(pixel_size_um)
 
 
 def _intensity_channels(intensity: np.ndarray | None, shape: tuple[int, ...]) -> np.ndarray | None:

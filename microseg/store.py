@@ -393,12 +393,9 @@ class Workspace:
             When the image is not stored or the value is not a positive number.
         """
         if pixel_size_um is not None:
-            value = float(pixel_size_um)
-            if not (np.isfinite(value) and value > 0):
-                raise InputError(
-                    f"A pixel size must be a positive number of µm per pixel, not {pixel_size_um}."
-                )
-            pixel_size_um = value
+            from microseg.pixel_size import check_pixel_size
+
+            pixel_size_um = check_pixel_size(pixel_size_um, "A pixel size")
         with self._lock, self._connect(write=True) as con:
             cur = con.execute(
                 "UPDATE images SET pixel_size_um = ? WHERE id = ?", (pixel_size_um, int(image_id))

@@ -349,3 +349,17 @@ def test_a_grain_model_on_a_nuclei_image_is_not_trusted(tmp_path, capsys):
     assert q["next_steps"]
     err = capsys.readouterr().err
     assert "quality: do not trust" in err and "isolated blobs" in err
+
+
+@pytest.mark.parametrize("ps", ["1e200", "nan", "0", "1e-9"])
+def test_an_impossible_pixel_size_is_exit_2_with_one_sentence(tmp_path, capsys, ps):
+    from microseg.synth import synth_grains
+
+    img = tmp_path / "g.tif"
+    tifffile.imwrite(img, synth_grains(shape=(96, 96), seed=0).image)
+    rc = main(["grains", "--model", "builtin:grains", "--pixel-size", ps, "--out",
+               str(tmp_path / "out"), str(img)])  # fmt: skip
+    assert rc == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("microseg: error: --pixel-size must be a number of µm per pixel")
+    assert not (tmp_path / "out" / "g_summary.json").exists()

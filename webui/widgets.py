@@ -60,6 +60,9 @@ def pixel_size_input(image: MicroImage) -> None:
         st.caption(f"From metadata ({src or 'file'}): {meta:.4g} µm/px")
     else:
         st.caption("No pixel size in the file's metadata.")
+        if (image.metadata or {}).get("pixel_size_ignored"):
+            st.caption(f"The file's calibration ({image.metadata['pixel_size_ignored']} µm/px) "
+                       "cannot be a pixel size and is ignored.")  # fmt: skip
     value = st.number_input(
         "Pixel size (µm/px), 0 = use metadata",
         min_value=0.0,

@@ -224,8 +224,10 @@ def cmd_batch(args: argparse.Namespace, progress: Callable[[str], None]) -> dict
     from microseg.io import image_stem, output_stems
 
     paths = expand_inputs(args.inputs)
-    if args.pixel_size is not None and not args.pixel_size > 0:
-        raise InputError("--pixel-size must be a positive number of µm per pixel.")
+    if args.pixel_size is not None:
+        from microseg.pixel_size import check_pixel_size
+
+        check_pixel_size(args.pixel_size, "--pixel-size")
     progress(f"batch: {len(paths)} input(s), task {args.task}")
     _check_model(args, progress)
     Path(args.out).mkdir(parents=True, exist_ok=True)

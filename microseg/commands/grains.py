@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -78,9 +77,9 @@ def boundary_class_index(classes: Sequence[str]) -> int:
 
 def _pixel_size(arg: float | None, image_ps: float | None) -> float | None:
     if arg is not None:
-        if not math.isfinite(arg) or arg <= 0:
-            raise InputError(f"--pixel-size must be a positive number of µm, got {arg:g}.")
-        return float(arg)
+        from microseg.pixel_size import check_pixel_size
+
+        return check_pixel_size(arg, "--pixel-size")
     return float(image_ps) if image_ps else None
 
 

@@ -137,8 +137,10 @@ def process_file(
             f"--channel {channel} does not exist; {Path(path).name} has "
             f"{image.n_channels} channel(s) (0-based)."
         )
-    if pixel_size_um is not None and not pixel_size_um > 0:
-        raise InputError("--pixel-size must be a positive number of µm per pixel.")
+    if pixel_size_um is not None:
+        from microseg.pixel_size import check_pixel_size
+
+        pixel_size_um = check_pixel_size(pixel_size_um, "--pixel-size")
     ps = float(pixel_size_um) if pixel_size_um else image.pixel_size_um
     segmenter = FrameSegmenter(
         model,
@@ -260,8 +262,10 @@ def cmd_nuclei(args: argparse.Namespace, progress: Callable[[str], None]) -> dic
     for p in images:
         if not p.is_file():
             raise InputError(f"Input image {p} does not exist.")
-    if args.pixel_size is not None and not args.pixel_size > 0:
-        raise InputError("--pixel-size must be a positive number of µm per pixel.")
+    if args.pixel_size is not None:
+        from microseg.pixel_size import check_pixel_size
+
+        check_pixel_size(args.pixel_size, "--pixel-size")
     if args.channel is not None and args.channel < 0:
         raise InputError("--channel must be 0 or a positive channel index.")
     model = load_model_arg(args.model, progress)

@@ -60,6 +60,9 @@ def pixel_size_controls(image: MicroImage) -> float | None:
     st.subheader("Pixel size")
     meta = image.pixel_size_um
     st.caption(f"From the file: {meta:.4g} µm/px" if meta else "No pixel size in the file.")
+    if not meta and (image.metadata or {}).get("pixel_size_ignored"):
+        st.caption(f"The file's calibration ({image.metadata['pixel_size_ignored']} µm/px) "
+                   "cannot be a pixel size and is ignored.")  # fmt: skip
     pending = ui().pop("pending_px", None)
     if pending is not None:
         state.put("pixel_size_override", pending)
