@@ -158,6 +158,36 @@ def test_rescaling_by_object_diameter():
         m.predict_proba(img, object_diameter_px="big")
 
 
+@pytest.mark.parametrize("diameter", [0.001, 1e-30, 1.0, 1e9])
+def test_an_absurd_object_diameter_is_one_sentence_not_a_huge_array(diameter):
+    m = _model()
+    m.metadata["object_diameter_px"] = 20.0
+    img = np.zeros((60, 50), np.float32)
+    with pytest.raises(InputError, match=r"this model works for diameters between 1.25 and 640 px"):
+        m.predict_proba(img, object_diameter_px=diameter)
+
+
+def test_a_rescaled_image_over_the_pixel_bound_is_refused():
+    from microseg.deep.segmenter import MAX_RESCALED_PX
+
+    m = _model()
+    m.metadata["object_diameter_px"] = 20.0
+    side = int((MAX_RESCALED_PX / 16) ** 0.5) + 10  # 4x up makes it too large
+    img = np.zeros((side, side), np.uint8)
+    with pytest.raises(InputError, match="megapixels"):
+        m.predict_proba(img, object_diameter_px=5.0)
+
+
+def test_auto_diameter_of_tiny_measured_objects_stays_in_range(monkeypatch):
+    m = _model()
+    m.metadata["object_diameter_px"] = 20.0
+    monkeypatch.setattr(m, "estimate_object_diameter", lambda proba: 0.01)  # e.g. specks
+    img = np.random.default_rng(0).random((64, 64)).astype(np.float32)
+    # the nearest end of the model's range (16x up), not an error and not 2000x
+    expected = m.predict_proba(img, object_diameter_px=20.0 / 16)
+    np.testing.assert_allclose(m.predict_proba(img, object_diameter_px="auto"), expected)
+
+
 def test_auto_diameter_measures_objects():
     m = _model()
     m.metadata["object_diameter_px"] = 20.0

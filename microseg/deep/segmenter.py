@@ -21,6 +21,9 @@ from microseg.errors import InputError, ModelFileError
 from microseg.preprocess import as_channels, normalize_percentile
 
 NORMALISATION = {"method": "percentile", "low": 1.0, "high": 99.8, "per": "image"}
+# rescaling to the training scale: at most 16x up or 32x down, and at most 150 megapixels
+MAX_ZOOM, MIN_ZOOM = 16.0, 1 / 32
+MAX_RESCALED_PX = 150e6
 
 
 class UNetSegmenter:
@@ -139,6 +142,19 @@ class UNetSegmenter:
             f = float(pixel_size_um) / float(self.metadata["pixel_size_um"])
         if not np.isfinite(f) or f <= 0:
             raise InputError("Pixel size and object diameter must be positive numbers.")
+        if not MIN_ZOOM <= f <= MAX_ZOOM:
+            if object_diameter_px and self.metadata.get("object_diameter_px"):
+                ref = float(self.metadata["object_diameter_px"])
+                raise InputError(
+                    f"An object diameter of {float(object_diameter_px):g} px would rescale the "
+                    f"image {f:.3g}x; this model works for diameters between "
+                    f"{ref / MAX_ZOOM:.3g} and {ref / MIN_ZOOM:.3g} px."
+                )
+            raise InputError(
+                f"A pixel size of {float(pixel_size_um):g} µm would rescale the image {f:.3g}x "
+                f"to the model's {float(self.metadata['pixel_size_um']):g} µm; check the "
+                "pixel size."
+            )
         return 1.0 if abs(f - 1.0) < 0.05 else f
 
     def predict_proba(
@@ -176,12 +192,21 @@ class UNetSegmenter:
                 raise InputError("The object diameter must be a number of pixels or 'auto'.")
             p = self.predict_proba(image, pixel_size_um, None, tile, progress, stop, augment)
             d = self.estimate_object_diameter(p)
+            if d is not None:  # a measured size outside the model's range: its nearest end
+                ref = float(self.metadata.get("object_diameter_px") or d)
+                d = min(max(d, ref / MAX_ZOOM), ref / MIN_ZOOM)
             if self.auto_zoom(d) == 1.0:
                 return p
             return self.predict_proba(image, None, d, tile, progress, stop, augment)
         x = self.prepare(image)
         h, w = x.shape[-2:]
         f = self.rescale_factor(pixel_size_um, object_diameter_px)
+        if f > 1.0 and h * w * f * f > max(h * w, MAX_RESCALED_PX):
+            raise InputError(
+                f"Rescaled {f:.3g}x to the model's training scale, the {w}x{h} image would "
+                f"have {h * w * f * f / 1e6:.0f} megapixels (at most {MAX_RESCALED_PX / 1e6:.0f}); "
+                "crop it or give a larger object diameter."
+            )
         if f != 1.0:
             x = _resize(x, (max(8, round(h * f)), max(8, round(w * f))))
         net = self.inference_net()
