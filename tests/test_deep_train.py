@@ -319,3 +319,23 @@ def test_training_job_start_stop_keeps_best_and_continues():
     result = job.join(30)
     assert job.error is None and result is not None and result is not model
     assert result.metadata["training"]["finetuned"] and steps_first > 0
+
+
+@pytest.mark.parametrize("seconds", [float("nan"), float("inf"), 0, -5, 1e12, "abc"])
+def test_a_training_time_that_never_ends_is_refused(seconds):
+    from microseg.deep.train import check_seconds
+
+    with pytest.raises(InputError, match="at most a week"):
+        TrainConfig(seconds=seconds)
+    with pytest.raises(InputError, match=r"^--seconds must be a number of seconds"):
+        check_seconds(seconds, "--seconds")
+    assert TrainConfig(seconds=1e9, max_steps=3).seconds == 1e9  # bounded by steps
+
+
+def test_continuing_with_nan_seconds_is_refused():
+    img, lab = _blobs(3)
+    cfg = TrainConfig(seconds=1e9, max_steps=1, batch=2, crop=32, arch=SMALL, val_strokes=0.0)
+    trainer = Trainer([img], [targets_from_masks(lab, "nuclei")], cfg, task="nuclei")
+    trainer.run()
+    with pytest.raises(InputError, match="at most a week"):
+        trainer.run(seconds=float("nan"))

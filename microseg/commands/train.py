@@ -184,9 +184,9 @@ def _init_model(args: argparse.Namespace, progress: Callable[[str], None]) -> An
 
 def _train_unet(args, images, targets, classes, progress) -> Any:  # noqa: ANN001, ANN401
     from microseg.deep import TrainConfig, train_unet
+    from microseg.deep.train import check_seconds
 
-    if not args.seconds or args.seconds <= 0:
-        raise InputError("--seconds must be a positive number of seconds.")
+    check_seconds(args.seconds, "--seconds")
     init = _init_model(args, progress)
     if init is not None:
         top = max(int(t.max()) for t in targets)

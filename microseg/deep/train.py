@@ -36,6 +36,23 @@ from microseg.errors import InputError
 from microseg.preprocess import as_channels, normalize_percentile
 from microseg.tasks import task_spec
 
+MAX_TRAIN_SECONDS = 7 * 24 * 3600.0  # a week: resumable runs go on from checkpoints
+
+
+def check_seconds(seconds: object, what: str = "The training time") -> float:
+    """``seconds`` as a float, or :class:`InputError`: a finite number of seconds above
+    0 and at most :data:`MAX_TRAIN_SECONDS` (NaN or infinity would train until killed)."""
+    try:
+        value = float(seconds)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        value = float("nan")
+    if not (math.isfinite(value) and 0 < value <= MAX_TRAIN_SECONDS):
+        raise InputError(
+            f"{what} must be a number of seconds above 0 and at most a week "
+            f"({MAX_TRAIN_SECONDS:.0f}), not {seconds}."
+        )
+    return value
+
 
 @dataclass
 class TrainConfig:
@@ -44,7 +61,7 @@ class TrainConfig:
     Parameters
     ----------
     seconds : float
-        Time budget (wall clock).
+        Time budget (wall clock), at most a week unless ``max_steps`` bounds the run.
     max_steps : int or None
         Optional cap on optimiser steps.
     lr : float or None
@@ -138,6 +155,12 @@ class TrainConfig:
     arch: dict[str, Any] = field(default_factory=dict)
     num_threads: int | None = None
     device: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.max_steps is None:
+            self.seconds = check_seconds(self.seconds)
+        elif not float(self.seconds) > 0:  # bounded by steps: any positive time budget
+            raise InputError(f"The training time must be above 0 seconds, not {self.seconds}.")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable form."""
@@ -650,7 +673,7 @@ class Trainer:
         seconds: float | None,
     ) -> UNetSegmenter:
         cfg = self.config
-        budget = float(cfg.seconds if seconds is None else seconds)
+        budget = cfg.seconds if seconds is None else check_seconds(seconds)
         total = self.elapsed + budget if seconds is not None else budget
         self._set_train_mode()
         eval_every = cfg.eval_every or max(2.0, budget / 15)
