@@ -260,3 +260,46 @@ def test_test_time_augmentation_is_orientation_invariant():
     seen = []
     m.predict_proba(img, augment=True, progress=seen.append)
     assert seen[-1] == pytest.approx(1.0) and seen == sorted(seen)
+
+
+def _rewritten(tmp_path, name, tensors=None, **meta_changes):
+    """A saved small model with its tensors or metadata replaced (a hostile file)."""
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    src = _model().save(tmp_path / "src.safetensors")
+    with safe_open(str(src), "pt") as f:
+        meta = json.loads(f.metadata()["microseg"])
+        t = {k: f.get_tensor(k) for k in f.keys()}
+    meta.update(meta_changes)
+    out = tmp_path / name
+    save_file(tensors(t) if tensors else t, str(out), metadata={"microseg": json.dumps(meta)})
+    return out
+
+
+def test_nan_weights_are_refused_not_an_empty_result(tmp_path):
+    def nan(t):
+        return {k: torch.full_like(v, float("nan")) if v.is_floating_point() else v
+                for k, v in t.items()}  # fmt: skip
+
+    with pytest.raises(ModelFileError, match="holds NaN or infinite weights"):
+        UNetSegmenter.load(_rewritten(tmp_path, "nan.safetensors", tensors=nan))
+
+
+@pytest.mark.parametrize(
+    ("architecture", "says"),
+    [
+        ("huge", "is inconsistent"),  # the file's own architecture with 10 million channels
+        ("[[[[", "not a mapping"),
+        (None, "not a mapping"),
+        ({"in_channels": "x"}, "invalid U-Net description"),
+    ],
+)
+def test_a_hostile_architecture_is_refused_before_allocating(tmp_path, architecture, says):
+    if architecture == "huge":
+        architecture = {**_model().metadata["architecture"], "base": 10**7}
+    path = _rewritten(tmp_path, "hostile.safetensors", architecture=architecture)
+    with pytest.raises(ModelFileError, match=says):
+        UNetSegmenter.load(path)

@@ -272,14 +272,17 @@ class UNetSegmenter:
         if meta.get("kind") != "unet":
             raise ModelFileError(f"{path.name} is not a U-Net model (kind '{meta.get('kind')}').")
         try:
+            if not isinstance(meta.get("architecture"), dict):
+                raise TypeError("'architecture' is not a mapping")
             cfg = UNetConfig.from_dict(dict(meta["architecture"]))
             classes = [str(c) for c in meta["classes"]]
-        except (KeyError, TypeError, InputError) as exc:
+            with torch.device("meta"):  # shapes only: nothing is allocated for a hostile size
+                probe = UNet(cfg)
+        except (KeyError, TypeError, ValueError, InputError, RuntimeError) as exc:
             raise ModelFileError(f"{path.name} has an invalid U-Net description ({exc}).") from exc
-        net = UNet(cfg)
         skip = "num_batches_tracked"  # BatchNorm bookkeeping, not needed for prediction
         tensors = {k: v for k, v in tensors.items() if not k.endswith(skip)}
-        expected = {k: v for k, v in net.state_dict().items() if not k.endswith(skip)}
+        expected = {k: v for k, v in probe.state_dict().items() if not k.endswith(skip)}
         missing = sorted(set(expected) - set(tensors))
         extra = sorted(set(tensors) - set(expected))
         if missing or extra:
@@ -293,6 +296,12 @@ class UNetSegmenter:
                     f"{path.name} is inconsistent: tensor '{k}' has shape "
                     f"{tuple(tensors[k].shape)}, its architecture needs {tuple(v.shape)}."
                 )
+        bad = [k for k in expected if not np.isfinite(np.asarray(tensors[k], np.float64)).all()]
+        if bad:
+            raise ModelFileError(
+                f"{path.name} holds NaN or infinite weights (in '{bad[0]}'); it cannot predict."
+            )
+        net = UNet(cfg)  # the tensors fit it, so its size is that of the file's own tensors
         state = {k: torch.from_numpy(np.array(tensors[k])).to(v.dtype) for k, v in expected.items()}
         net.load_state_dict(state, strict=False)
         net.eval()
