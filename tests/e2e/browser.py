@@ -116,3 +116,19 @@ def paint_boundaries_across_the_map(page, fractions=(0.25, 0.5, 0.75)) -> None:
             i, timeout=60_000
         )
         settle(page, 120_000)
+
+
+def start_training_on_corrections(page, n: int = 3) -> None:
+    """On the Grains page with ``n`` corrections made: set the retraining budget to 10 s
+    and press "Train on my corrections"."""
+    panel = page.locator(".st-key-grains_retrain_panel")
+    panel.scroll_into_view_if_needed()
+    expect(
+        panel.get_by_text(re.compile(rf"^{n} correction\(s\): \d+ corrected place"))
+    ).to_be_visible(timeout=60_000)
+    slider = panel.get_by_role("slider")
+    slider.focus()
+    for _ in range(5):  # 60 s -> 10 s
+        slider.press("ArrowLeft")
+    settle(page)
+    panel.get_by_role("button", name="Train on my corrections").click()

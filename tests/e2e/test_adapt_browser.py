@@ -11,7 +11,13 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.conftest import ROOT
-from tests.e2e.browser import no_traceback, paint_boundaries_across_the_map, settle, stroke
+from tests.e2e.browser import (
+    no_traceback,
+    paint_boundaries_across_the_map,
+    settle,
+    start_training_on_corrections,
+    stroke,
+)
 from tests.e2e.conftest import SHOTS
 from tests.e2e.test_grains_browser import _grain_count
 
@@ -163,17 +169,7 @@ def test_strokes_then_corrections_on_an_uploaded_sem_micrograph(page, tmp_path):
     paint_boundaries_across_the_map(page)
     page.get_by_text("Train on my corrections").first.click()
     settle(page)
-    panel = page.locator(".st-key-grains_retrain_panel")
-    panel.scroll_into_view_if_needed()
-    expect(panel.get_by_text(re.compile(r"^3 correction\(s\): \d+ corrected place"))).to_be_visible(
-        timeout=60_000
-    )
-    slider = panel.get_by_role("slider")
-    slider.focus()
-    for _ in range(5):  # 60 s -> 10 s
-        slider.press("ArrowLeft")
-    settle(page)
-    panel.get_by_role("button", name="Train on my corrections").click()
+    start_training_on_corrections(page)
     notice = page.get_by_text(re.compile(r"^The U-Net was trained on 3 correction\(s\)"))
     expect(notice).to_be_visible(timeout=240_000)
     settle(page, 120_000)

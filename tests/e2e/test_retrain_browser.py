@@ -8,7 +8,12 @@ import re
 import pytest
 from playwright.sync_api import expect
 
-from tests.e2e.browser import no_traceback, paint_boundaries_across_the_map, settle
+from tests.e2e.browser import (
+    no_traceback,
+    paint_boundaries_across_the_map,
+    settle,
+    start_training_on_corrections,
+)
 from tests.e2e.conftest import SHOTS
 from tests.e2e.test_grains_browser import _grain_count, open_grains_page
 
@@ -24,17 +29,7 @@ def test_train_on_my_corrections_redraws_the_map(page):
     paint_boundaries_across_the_map(page)
     no_traceback(page)
     assert _grain_count(page) > n0
-    panel = page.locator(".st-key-grains_retrain_panel")
-    panel.scroll_into_view_if_needed()
-    expect(panel.get_by_text(re.compile(r"^3 correction\(s\): \d+ corrected place"))).to_be_visible(
-        timeout=60_000
-    )
-    slider = panel.get_by_role("slider")
-    slider.focus()
-    for _ in range(5):  # 60 s -> 10 s
-        slider.press("ArrowLeft")
-    settle(page)
-    panel.get_by_role("button", name="Train on my corrections").click()
+    start_training_on_corrections(page)
     expect(page.get_by_text(re.compile(r"^Training on the corrections: step"))).to_be_visible(
         timeout=60_000
     )
