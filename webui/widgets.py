@@ -60,9 +60,7 @@ def pixel_size_input(image: MicroImage) -> None:
         st.caption(f"From metadata ({src or 'file'}): {meta:.4g} µm/px")
     else:
         st.caption("No pixel size in the file's metadata.")
-        if (image.metadata or {}).get("pixel_size_ignored"):
-            st.caption(f"The file's calibration ({image.metadata['pixel_size_ignored']} µm/px) "
-                       "cannot be a pixel size and is ignored.")  # fmt: skip
+        ignored_calibration_note(image)
     value = st.number_input(
         "Pixel size (µm/px), 0 = use metadata",
         min_value=0.0,
@@ -72,6 +70,14 @@ def pixel_size_input(image: MicroImage) -> None:
         key="pixel_size_widget",
     )
     state.put("pixel_size_override", value or None)
+
+
+def ignored_calibration_note(image: MicroImage) -> None:
+    """Say so when the file's calibration could not be a pixel size and was set aside."""
+    ignored = (image.metadata or {}).get("pixel_size_ignored")
+    if ignored and not image.pixel_size_um:
+        st.caption(f"The file's calibration ({ignored} µm/px) cannot be a pixel size and is "
+                   "ignored.")  # fmt: skip
 
 
 def kept_slider(

@@ -414,6 +414,26 @@ def test_every_segmented_frame_shows_its_quality_verdict():
     assert res.labels[0].max() > 0
 
 
+def test_the_verdict_is_reused_on_a_rerun_and_redone_after_an_edit():
+    from webui.models import builtin_available
+
+    if not builtin_available("nuclei"):
+        pytest.skip("no built-in nuclei model installed")
+    at = nuclei_page()
+    at.selectbox(key="nuc_model").set_value("Built-in nuclei model (U-Net)").run()
+    at.button(key="nuc_seg_frame").click().run()
+    first = at.session_state["nuclei_ui"]["frame_quality"][2]
+    at.run()  # a plain rerun: the same verdict object, not computed again
+    assert at.session_state["nuclei_ui"]["frame_quality"][2] is first
+    doomed = int(at.session_state["nuclei_result"].labels[0].max())
+    at.multiselect(key="nuc_del_ids").set_value([doomed]).run()
+    at.button(key="nuc_del").click().run()
+    assert not at.exception
+    after = at.session_state["nuclei_ui"]["frame_quality"][2]
+    assert after is not first
+    assert after.checks["n_nuclei"] == first.checks["n_nuclei"] - 1
+
+
 def test_the_nuclei_model_on_a_grain_micrograph_is_flagged():
     from webui.models import builtin_available
 

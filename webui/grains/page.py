@@ -47,6 +47,7 @@ from webui.grains.selection import selected_ids, selection_panel, selection_poin
 from webui.grains.shared import base_rgb, frame_picker, one_sentence, ui
 from webui.grains.specimen import specimen_panel
 from webui.quality_panel import quality_panel
+from webui.widgets import ignored_calibration_note
 
 EDGE_MODES = {
     "exclude": "Exclude them from sizes and histograms",
@@ -60,9 +61,7 @@ def pixel_size_controls(image: MicroImage) -> float | None:
     st.subheader("Pixel size")
     meta = image.pixel_size_um
     st.caption(f"From the file: {meta:.4g} µm/px" if meta else "No pixel size in the file.")
-    if not meta and (image.metadata or {}).get("pixel_size_ignored"):
-        st.caption(f"The file's calibration ({image.metadata['pixel_size_ignored']} µm/px) "
-                   "cannot be a pixel size and is ignored.")  # fmt: skip
+    ignored_calibration_note(image)
     pending = ui().pop("pending_px", None)
     if pending is not None:
         state.put("pixel_size_override", pending)
