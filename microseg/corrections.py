@@ -114,3 +114,39 @@ def merge_targets(
             raise InputError(f"Corrections of shape {c.shape} do not match the plane {out.shape}.")
         out[c > 0] = c[c > 0]
     return out
+
+
+def changed_elsewhere(initial, trained, image: np.ndarray, targets: np.ndarray) -> float:  # noqa: ANN001
+    """Share of the pixels the user did not label on which a retrained model's class
+    differs from the starting model's.
+
+    The score on held-out corrections covers only the corrected places; a model can
+    rise there and still redraw the rest of the image, for better (it learned the
+    kind of error the user fixed) or worse. This says how much it redrew.
+
+    Parameters
+    ----------
+    initial, trained : Segmenter
+        The model before and after training on the corrections.
+    image : ndarray
+        The plane both were trained and are compared on.
+    targets : ndarray
+        ``(Y, X)`` training targets of that plane (0 = unlabelled).
+
+    Returns
+    -------
+    float
+        Fraction in [0, 1] of the unlabelled pixels whose class changed (0 when every
+        pixel is labelled).
+    """
+    from microseg.segmenter import predict_classes
+
+    free = np.asarray(targets) == 0
+    if free.ndim != 2 or not free.any():
+        return 0.0
+    before, after = predict_classes(initial, image), predict_classes(trained, image)
+    if before.shape != free.shape or after.shape != free.shape:
+        raise InputError(
+            f"The targets {free.shape} do not match the predictions {before.shape} of the plane."
+        )
+    return float(np.count_nonzero((before != after) & free) / np.count_nonzero(free))

@@ -102,3 +102,28 @@ def test_bad_inputs_are_refused_in_one_sentence():
         correction_targets(lab, lab, "semantic")
     with pytest.raises(InputError, match="margin"):
         correction_targets(lab, lab, "grains", margin_px=-1)
+
+
+class _Fixed:
+    """A segmenter whose classes are given: ``classes`` 1..K per pixel."""
+
+    def __init__(self, classes: np.ndarray, k: int = 2) -> None:
+        self.proba = np.stack([(classes == c + 1).astype(np.float32) for c in range(k)])
+
+    def predict_proba(self, image: np.ndarray) -> np.ndarray:
+        return self.proba
+
+
+def test_changed_elsewhere_counts_only_the_pixels_the_user_did_not_label():
+    from microseg.corrections import changed_elsewhere
+
+    image = np.zeros((40, 40), np.float32)
+    before = np.ones((40, 40), np.uint8)
+    after = before.copy()
+    after[:, :20] = 2  # the left half redrawn
+    targets = np.zeros((40, 40), np.uint8)
+    targets[:, :10] = 2  # of which the left quarter was labelled by the user
+    share = changed_elsewhere(_Fixed(before), _Fixed(after), image, targets)
+    assert share == pytest.approx(10 / 30)
+    assert changed_elsewhere(_Fixed(before), _Fixed(before), image, targets) == 0.0
+    assert changed_elsewhere(_Fixed(before), _Fixed(after), image, np.ones_like(targets)) == 0.0

@@ -46,12 +46,27 @@ def job_progress(key: str) -> None:
 
 def take_finished(key: str) -> Any:
     """The job under ``key`` when it has finished with a model, taken out of session
-    state (so that it is handled once), else None."""
+    state (so that it is handled once), else None. Its ``meta["changed_elsewhere"]``
+    says how much of the image outside the labelled pixels the new model redraws
+    (``None`` when it kept the starting model or had none)."""
     job = state.get(key)
     if job is None or job.running or job.result is None:
         return None
     state.put(key, None)
+    job.meta["changed_elsewhere"] = _changed_elsewhere(job)
     return job
+
+
+def _changed_elsewhere(job: Any) -> float | None:
+    from microseg.corrections import changed_elsewhere
+
+    init = job.kwargs.get("init")
+    if init is None or job.result.metadata.get("training", {}).get("kept_initial"):
+        return None
+    try:
+        return changed_elsewhere(init, job.result, job.images[0], job.targets[0])
+    except Exception:  # noqa: BLE001 - the report goes without the figure, never a traceback
+        return None
 
 
 def held_targets(store: dict, inputs: tuple, compute: Any) -> Any:
@@ -82,4 +97,11 @@ def retrain_notice(training: dict, meta: dict) -> str:
     else:
         text += (f"; too few corrected places to hold some out for a score (correct three or "
                  f"more places for one); {meta['then']}.")  # fmt: skip
+    share = meta.get("changed_elsewhere")
+    if share is not None:
+        scored = before is not None and after is not None
+        text += (f"{' The score covers the corrected places only.' if scored else ''} Outside "
+                 f"the corrected places and strokes the new model changes the class of "
+                 f"{100 * share:.1f} % of the pixels: look the result over there before you "
+                 "trust it.")  # fmt: skip
     return text

@@ -391,6 +391,14 @@ def test_train_on_my_corrections_selects_the_retrained_unet(rf_model):
     assert text.startswith("The U-Net was trained on 1 correction(s)")
     training = job.result.metadata["training"]
     assert training["finetuned"] and training["labelled_pixels"] > 0
+    # the report says how much of the frame outside the corrections the new model redraws
+    from microseg.corrections import changed_elsewhere
+
+    if training["kept_initial"]:
+        assert "Outside the corrected places" not in text
+    else:
+        share = changed_elsewhere(job.kwargs["init"], job.result, job.images[0], job.targets[0])
+        assert f"changes the class of {100 * share:.1f} % of the pixels" in text
     # the retrained model segments the frame
     at.button(key="nuc_seg_frame").click().run()
     assert not at.exception and not at.error

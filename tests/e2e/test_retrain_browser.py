@@ -47,11 +47,14 @@ def test_train_on_my_corrections_redraws_the_map(page):
     if "it kept the starting model" in text:
         # nothing learned: the map keeps its model and the user's corrections stay
         assert after == before, text
+        assert "Outside the corrected places" not in text, text
         expect(model_box).to_have_value(re.compile(r"^Built-in"), timeout=30_000)
         expect(page.get_by_text(re.compile(r"^boundary painted \("))).to_have_count(3)
     else:
         # the map is now drawn by the retrained U-Net, and the corrections were consumed
         assert after > before, text
+        # and the report says how much of the map outside the corrections it redrew
+        assert re.search(r"changes the class of [\d.]+ % of the pixels", text), text
         expect(model_box).to_have_value("Deep learning (U-Net, trained here)", timeout=30_000)
         expect(page.get_by_text(re.compile(r"^boundary painted \("))).to_have_count(0)
     page.locator(".st-key-grains_map .js-plotly-plot image").wait_for(
