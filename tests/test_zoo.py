@@ -149,6 +149,12 @@ def test_styled_images_join_training_and_validation_and_stats_are_recorded(share
     assert d["split"]["styled"] == 6 and d["split"]["styled_val"] == 2
     assert len(d["images"]) == 2 * d["split"]["train"] + 6
     assert len(d["val_images"]) == d["split"]["val"] + 2
+    # --tbm-repeat 0 leaves the TBM tiles out of training and of model selection
+    d0 = build("grains", shared_data, n_synth=0, n_styled=6, tbm_repeat=0, styled_val=2)
+    assert len(d0["images"]) == 6 and len(d0["val_images"]) == 2
+    assert d0["split"]["tbm_repeat"] == 0 and d0["split"]["train"] == d0["split"]["val"] == 0
+    with pytest.raises(SystemExit, match="styled validation images"):
+        build("grains", shared_data, n_synth=0, n_styled=0, tbm_repeat=0)
     # the committed built-in records its feature statistics: its own training tiles are
     # familiar to it
     path = tmp_path / "g.safetensors"

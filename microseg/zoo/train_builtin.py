@@ -34,6 +34,12 @@ stage's last state, to ``--resume`` with the same flags). On a GPU, training run
 automatically. ``benchmarks/results/generalist_2026-12-07.txt`` compares it with the
 first model on the left-out images.
 
+``--tbm-repeat 0`` leaves the TBM tiles out of training and of model selection (the
+styled validation images choose the best model): the leave-TBM-out variant that
+``benchmarks/bench_adapt.py --weights`` scores on micrographs 18-20 came from
+``train grains --tbm-repeat 0 --styles 60 --styled-val 3 --minutes 40`` (a new
+network, one thread).
+
 The run checkpoints every minute to ``checkpoints/NAME.pt`` (and the best model so
 far to ``checkpoints/NAME_best.safetensors``); ``--resume`` continues from the
 checkpoint and ``--minutes`` is the total training time across resumed runs. The
@@ -198,7 +204,11 @@ def build(
         st_x, st_m = styled_grain_data(n_styled)
         # styled images on seeds never trained on join the validation set
         sv_x, sv_m = styled_grain_data(styled_val if n_styled else 0, seed=9000, side=256)
-        reps = max(1, int(tbm_repeat))  # the real tiles, drawn as often as reps copies
+        reps = max(0, int(tbm_repeat))  # the real tiles, drawn as often as reps copies
+        if reps == 0:  # leave TBM out (of training and of model selection)
+            if not sv_x:
+                raise SystemExit("--tbm-repeat 0 needs styled validation images (--styles N).")
+            tr_x, tr_m, va_x, va_m = [], [], [], []
         return {
             "images": tr_x * reps + sy_x + st_x,
             "targets": [targets_from_masks(m, "grains") for m in tr_m * reps + sy_m + st_m],
@@ -209,6 +219,8 @@ def build(
             "object_diameter_px": None,
             "split": {
                 **{k: len(v) for k, v in split.items()},
+                "train": len(tr_x),  # the TBM tiles used (none with --tbm-repeat 0)
+                "val": len(va_x),
                 "synthetic": len(sy_x),
                 "styled": len(st_x),
                 "styled_val": len(sv_x),
@@ -457,7 +469,7 @@ def main(argv: list[str] | None = None) -> int:
         "--tbm-repeat",
         type=int,
         default=1,
-        help="grains: each TBM training tile counts this many times",
+        help="grains: each TBM training tile counts this many times (0: TBM left out)",
     )
     tp.add_argument(
         "--styled-val",
