@@ -52,3 +52,33 @@ def test_bench_adapt_runs_on_real_crops(adapt, shared_data, capsys, tmp_path, mo
     for s in ("ti64_sem", "nist_steel", "18-0-0", "+corr 10 %", "ft 3 s", "t021", "AP@0.5"):
         assert s in text, s
     assert out.read_text().strip() == text.strip()
+
+
+def test_acceptance_rule_replays_a_recorded_run():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import bench_acceptance as ba
+
+    # (step, held-out score, boundary F1): the score rises by 0.04, then 0.08
+    rec = [(0, 0.90, 0.60), (10, 0.94, 0.70), (20, 0.98, 0.65)]
+    assert ba.ended_at(rec, 0.1) == 0.60  # the starting model is kept
+    assert ba.ended_at(rec, 0.05) == 0.65  # replaced once the gain passes 0.05
+    assert ba.ended_at(rec, 0.02) == 0.65  # then the best score wins, right or not
+    assert ba.ended_at(rec, 0.0) == 0.65
+    assert ba.spearman([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0)
+    assert np.isnan(ba.spearman([1, 1, 1], [1, 2, 3]))
+
+
+@pytest.mark.data
+def test_bench_acceptance_runs_on_a_real_crop(shared_data, capsys, tmp_path, monkeypatch):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import bench_acceptance as ba
+
+    monkeypatch.setattr(ba.acc, "DATA", shared_data)
+    out = tmp_path / "acc.txt"
+    argv = ["--crop", "256", "--seconds", "3", "--images", "18-0-0", "--out", str(out)]
+    assert ba.main(argv) == 0
+    text = capsys.readouterr().out
+    assert "F1@m0.1" in text
+    row = [line for line in text.splitlines() if line.startswith("18-0-0")]
+    assert row and "no acceptance test" not in row[0]
+    assert out.read_text().strip() == text.strip()
