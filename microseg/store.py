@@ -849,13 +849,22 @@ def _dumps(value: Any) -> str:
 
 
 def _write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` under a temporary name beside ``path``, then move it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write ``data`` under a temporary name beside ``path``, then move it into place.
+
+    A failed write (a full disk, a folder made read-only) leaves nothing behind and is
+    one sentence (:class:`InputError`); what was stored before stays as it was.
+    """
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, "wb") as fh:
             fh.write(data)
         os.replace(tmp, path)
+    except OSError as exc:
+        raise InputError(
+            f"The workspace could not save {path.name} ({exc.strerror or exc}); "
+            "nothing was changed: free some disk space or check the folder, then try again."
+        ) from exc
     finally:
         tmp.unlink(missing_ok=True)
 

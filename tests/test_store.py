@@ -471,3 +471,45 @@ def test_specimen_fields_round_trip_in_order_and_outlive_their_image(tmp_path):
     assert [f["image"] for f in ws.specimen_fields()] == ["b.png"]
     ws.save_specimen_fields([])
     assert ws.specimen_fields() == []
+
+
+def test_a_full_disk_during_a_save_is_one_sentence_and_keeps_what_was_saved(tmp_path, monkeypatch):
+    import builtins
+    import errno
+
+    ws = Workspace.open(tmp_path)
+    rec = ws.add_image(b"img" * 10, "img.png")
+    ws.save_strokes(rec.id, 0, _labels(0), ["a", "b"])
+    real_open = builtins.open
+
+    class FullDisk:
+        """A file that takes a few bytes, then the disk is full."""
+
+        def __init__(self, fh):
+            self.fh = fh
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.fh.close()
+
+        def write(self, data):
+            self.fh.write(bytes(data)[:16])
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    def full_disk_open(path, mode="r", *args, **kwargs):
+        fh = real_open(path, mode, *args, **kwargs)
+        return FullDisk(fh) if str(path).endswith(".tmp") and "w" in mode else fh
+
+    monkeypatch.setattr(builtins, "open", full_disk_open)
+    with pytest.raises(InputError, match="could not save .*No space left on device"):
+        ws.save_strokes(rec.id, 0, _labels(1), ["a", "b"])
+    with pytest.raises(InputError, match="No space left on device"):
+        ws.add_image(b"other" * 10, "other.png")
+    monkeypatch.undo()
+    # the strokes saved before are intact, and nothing half-written is left behind
+    assert np.array_equal(ws.load_strokes(rec.id).frames[0], _labels(0))
+    assert len(list((tmp_path / "strokes").rglob("*.npy"))) == 1
+    assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp")]
+    assert [r.name for r in ws.images()] == ["img.png"]
