@@ -46,6 +46,8 @@ SCHEMA_VERSION = 3
 APPLICATION_ID = 0x6D736567  # "mseg": marks the database as a microseg workspace
 DB_NAME = "workspace.sqlite"
 _SQLITE_MAGIC = b"SQLite format 3\x00"
+#: files a save left behind (killed mid-write) are removed when they are this old (s)
+LEFTOVER_AGE_S = 3600.0
 
 _SCHEMA = """
 CREATE TABLE schema_version (version INTEGER NOT NULL);
@@ -242,7 +244,37 @@ class Workspace:
             ) from exc
         ws = cls(root)
         ws._init_db()
+        ws.sweep_leftovers()
         return ws
+
+    def sweep_leftovers(self, older_than_s: float = LEFTOVER_AGE_S) -> int:
+        """Remove what an interrupted save left behind: temporary files and image,
+        stroke or model files that no database row points to, once older than
+        ``older_than_s`` (a save in progress in another session is never touched).
+
+        Returns the number of files removed. Best effort: a file that cannot be
+        removed is left where it is.
+        """
+        with self._lock, self._connect() as con:
+            known = {
+                str(r[0])
+                for table in ("images", "annotations", "models")
+                for r in con.execute(f"SELECT path FROM {table}")  # noqa: S608 - fixed names
+            }
+        cutoff = time.time() - older_than_s
+        removed = 0
+        for sub in ("images", "strokes", "models"):
+            for path in (self.root / sub).rglob("*"):
+                try:
+                    if not path.is_file() or path.stat().st_mtime > cutoff:
+                        continue
+                    if path.relative_to(self.root).as_posix() in known:
+                        continue
+                    path.unlink()
+                    removed += 1
+                except OSError:
+                    continue
+        return removed
 
     def _init_db(self) -> None:
         db = self.db_path

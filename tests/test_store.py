@@ -513,3 +513,32 @@ def test_a_full_disk_during_a_save_is_one_sentence_and_keeps_what_was_saved(tmp_
     assert len(list((tmp_path / "strokes").rglob("*.npy"))) == 1
     assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp")]
     assert [r.name for r in ws.images()] == ["img.png"]
+
+
+def test_what_a_killed_save_left_behind_is_swept_when_the_workspace_opens(tmp_path):
+    import os
+    import time
+
+    ws = Workspace.open(tmp_path)
+    rec = ws.add_image(b"img" * 10, "img.png")
+    ws.save_strokes(rec.id, 0, _labels(0), ["a", "b"])
+    model = ws.add_model(_model_file(tmp_path / "m.safetensors"), "m")
+    kept = sorted(p for p in tmp_path.rglob("*") if p.is_file() and p.parent != tmp_path)
+    # a kill -9 between writing a file and recording it, or in the middle of a write
+    leftovers = [
+        tmp_path / "strokes" / str(rec.id) / "t0-0123456789ab.npy",
+        tmp_path / "images" / ".abc.png.0f0f.tmp",
+        tmp_path / "models" / ".incoming-0f0f.safetensors",
+    ]
+    fresh = tmp_path / "strokes" / str(rec.id) / "t1-ba9876543210.npy"  # a save in progress
+    old = time.time() - 2 * 3600
+    for p in [*leftovers, fresh]:
+        p.write_bytes(b"partial")
+    for p in [*leftovers, *kept]:
+        os.utime(p, (old, old))
+    ws2 = Workspace.open(tmp_path)
+    assert not any(p.exists() for p in leftovers)
+    assert fresh.exists() and all(p.exists() for p in kept)
+    assert np.array_equal(ws2.load_strokes(rec.id).frames[0], _labels(0))
+    assert [m.id for m in ws2.models()] == [model.id]
+    assert ws2.sweep_leftovers(older_than_s=0) == 1 and not fresh.exists()
