@@ -1151,7 +1151,7 @@ def read_provenance(path: str | os.PathLike) -> dict | None:
         return None
     try:
         found = json.loads(text)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         return None
     return found if isinstance(found, dict) else None
 

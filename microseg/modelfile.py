@@ -60,11 +60,20 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
     raw = _check_header(path)
     try:
         header = json.loads(raw)
-        return json.loads(header["__metadata__"]["microseg"])
+        meta = json.loads(header["__metadata__"]["microseg"])
+    except RecursionError as exc:  # hostile nesting: [[[[...]]]]
+        raise ModelFileError(
+            f"{path.name} is not a usable microseg model: its metadata is nested too deeply."
+        ) from exc
     except (KeyError, TypeError, json.JSONDecodeError) as exc:
         raise ModelFileError(
             f"{path.name} is a safetensors file but not a microseg model."
         ) from exc
+    if not isinstance(meta, dict):
+        raise ModelFileError(
+            f"{path.name} is not a usable microseg model: its metadata is not a mapping."
+        )
+    return meta
 
 
 def load_model(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
@@ -80,7 +89,12 @@ def load_model(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, Any]]
 
     path = Path(path)
     meta = read_metadata(path)
-    if int(meta.get("format_version", 0)) > FORMAT_VERSION:
+    version = meta.get("format_version", 0)
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise ModelFileError(
+            f"{path.name} is not a usable microseg model: its format version is {version!r}."
+        )
+    if version > FORMAT_VERSION:
         raise ModelFileError(
             f"{path.name} was written by a newer microseg (format {meta['format_version']}); "
             "update microseg to load it."
