@@ -47,7 +47,7 @@ APPLICATION_ID = 0x6D736567  # "mseg": marks the database as a microseg workspac
 DB_NAME = "workspace.sqlite"
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 #: files a save left behind (killed mid-write) are removed when they are this old (s)
-LEFTOVER_AGE_S = 3600.0
+LEFTOVER_AGE_S = 600.0
 
 _SCHEMA = """
 CREATE TABLE schema_version (version INTEGER NOT NULL);
