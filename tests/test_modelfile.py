@@ -62,3 +62,60 @@ def test_the_command_line_says_one_sentence_for_nested_metadata(tmp_path):
     )  # fmt: skip
     assert r.returncode == 2, r.stderr
     assert "nested too deeply" in r.stderr and "Traceback" not in r.stderr
+
+
+# ---------------------------------------------------------------- property-based
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+#: what a model's metadata holds, with every value free to be anything
+METADATA = st.fixed_dictionaries(
+    {"kind": st.sampled_from(["unet", "rf", "other"]) | JSON},
+    optional={
+        "task": st.sampled_from(["grains", "nuclei"]) | JSON,
+        "classes": st.lists(st.text(max_size=6), min_size=1, max_size=4) | JSON,
+        "architecture": st.fixed_dictionaries(
+            {},
+            optional={
+                "depth": st.integers(-2, 9) | JSON,
+                "base": st.integers(-2, 64) | JSON,
+                "in_channels": st.integers(-1, 4) | JSON,
+            },  # fmt: skip
+        )
+        | JSON,
+        "format_version": st.integers(-1, 3) | JSON,
+    },
+)
+PROPERTY = settings(max_examples=80, deadline=None,
+                    suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip
+
+
+@PROPERTY
+@given(data=st.binary(max_size=256))
+def test_any_bytes_load_or_are_a_model_file_error(tmp_path, data):
+    path = tmp_path / "any.safetensors"
+    path.write_bytes(data)
+    try:
+        load_model(path)
+    except ModelFileError:
+        pass
+
+
+@PROPERTY
+@given(meta=METADATA)
+def test_any_metadata_loads_or_is_one_sentence(tmp_path, meta):
+    from microseg.errors import InputError
+    from microseg.segmenter import load_segmenter
+
+    path = _file(tmp_path, json.dumps(meta), "any.safetensors")
+    try:
+        load_segmenter(path)
+    except InputError as exc:
+        assert str(exc) and "\n" not in str(exc)
