@@ -33,7 +33,7 @@ from microseg.metrics import boundary_f1  # noqa: E402
 MARGINS = (0.1, 0.05, 0.02, 0.0)
 
 
-def trajectory(init, case: acc.Case, seconds: float, crop: int | None = None) -> dict:  # noqa: ANN001
+def trajectory(init, case: acc.Case, seconds: float) -> dict:  # noqa: ANN001
     """(step, held-out score, boundary F1) at every validation of the app's fine-tuning."""
     from microseg.deep import TrainConfig
     from microseg.deep.train import Trainer

@@ -12,12 +12,15 @@ the task's models (grains: 1 interior, 2 boundary; nuclei: 1 background, 2 nucle
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 from scipy import ndimage as ndi
 
 from microseg.errors import InputError
+
+if TYPE_CHECKING:
+    from microseg.segmenter import Segmenter
 
 #: pixels around a corrected place that are labelled from the corrected result
 DEFAULT_MARGIN_PX = 8
@@ -116,7 +119,9 @@ def merge_targets(
     return out
 
 
-def changed_elsewhere(initial, trained, image: np.ndarray, targets: np.ndarray) -> float:  # noqa: ANN001
+def changed_elsewhere(
+    initial: Segmenter, trained: Segmenter, image: np.ndarray, targets: np.ndarray
+) -> float:
     """Share of the pixels the user did not label on which a retrained model's class
     differs from the starting model's.
 

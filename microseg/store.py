@@ -894,7 +894,7 @@ def _write_atomic(path: Path, data: bytes) -> None:
         os.replace(tmp, path)
     except OSError as exc:
         raise InputError(
-            f"The workspace could not save {path.name} ({exc.strerror or exc}); "
+            f"The workspace could not save to {path.parent} ({exc.strerror or exc}); "
             "nothing was changed: free some disk space or check the folder, then try again."
         ) from exc
     finally:

@@ -321,6 +321,22 @@ def test_training_job_start_stop_keeps_best_and_continues():
     assert result.metadata["training"]["finetuned"] and steps_first > 0
 
 
+def test_training_job_runs_its_after_step_in_the_thread_and_survives_its_failure():
+    img, lab = _blobs(0)
+    strokes = _strokes(targets_from_masks(lab, "nuclei"), 0.05, 2)
+    cfg = TrainConfig(seconds=60, max_steps=3, batch=2, crop=64, arch=SMALL)
+    job = TrainingJob([img], [strokes], cfg, task="nuclei")
+    seen = []
+    job.after = lambda model: seen.append(job.running) or model.metadata["training"]["steps"]
+    model = job.start().join(60)
+    assert model is not None and job.after_result == 3
+    assert seen == [True]  # the job still counts as running while its after step works
+    failing = TrainingJob([img], [strokes], cfg, task="nuclei")
+    failing.after = lambda model: 1 / 0
+    assert failing.start().join(60) is not None
+    assert failing.error is None and failing.after_result is None
+
+
 @pytest.mark.parametrize("seconds", [float("nan"), float("inf"), 0, -5, 1e12, "abc"])
 def test_a_training_time_that_never_ends_is_refused(seconds):
     from microseg.deep.train import check_seconds

@@ -20,9 +20,21 @@ def start_job(key: str, plane: np.ndarray, targets: np.ndarray, init: Any, task:
 
     job = TrainingJob([plane], [targets], TrainConfig(seconds=float(seconds)), init=init,
                       task=task, classes=classes)  # fmt: skip
-    job.start()
+    if init is not None:  # how much of the rest of the plane it redraws, in the job's thread
+        job.after = lambda model: _changed_elsewhere(init, model, plane, targets)
     job.meta = {"image_id": state.get("image_id"), "started": time.time(), **meta}
+    job.start()
     state.put(key, job)
+
+
+def _changed_elsewhere(
+    init: Any, model: Any, plane: np.ndarray, targets: np.ndarray
+) -> float | None:
+    from microseg.corrections import changed_elsewhere
+
+    if model.metadata.get("training", {}).get("kept_initial"):
+        return None
+    return changed_elsewhere(init, model, plane, targets)
 
 
 @st.fragment(run_every=1.5)
@@ -53,20 +65,8 @@ def take_finished(key: str) -> Any:
     if job is None or job.running or job.result is None:
         return None
     state.put(key, None)
-    job.meta["changed_elsewhere"] = _changed_elsewhere(job)
+    job.meta["changed_elsewhere"] = job.after_result
     return job
-
-
-def _changed_elsewhere(job: Any) -> float | None:
-    from microseg.corrections import changed_elsewhere
-
-    init = job.kwargs.get("init")
-    if init is None or job.result.metadata.get("training", {}).get("kept_initial"):
-        return None
-    try:
-        return changed_elsewhere(init, job.result, job.images[0], job.targets[0])
-    except Exception:  # noqa: BLE001 - the report goes without the figure, never a traceback
-        return None
 
 
 def held_targets(store: dict, inputs: tuple, compute: Any) -> Any:

@@ -918,6 +918,9 @@ class TrainingJob:
     ``stop()`` ends it (the best model so far becomes ``result``), ``progress``
     is a snapshot safe to read from another thread, and
     ``continue_training(targets)`` resumes from the current weights with new strokes.
+    ``after``, when set before ``start()``, is called with the trained model in the
+    same thread (the job counts as running until it returns); what it returns is
+    ``after_result`` (``None`` when it failed: the model is kept either way).
     """
 
     def __init__(
@@ -937,6 +940,8 @@ class TrainingJob:
         self._lock = threading.Lock()
         self._progress = JobProgress()
         self._thread: threading.Thread | None = None
+        self.after: Callable[[UNetSegmenter], Any] | None = None
+        self.after_result: Any = None
 
     @property
     def progress(self) -> JobProgress:
@@ -979,6 +984,11 @@ class TrainingJob:
                 **kw,
             )
             self.result = res
+            if self.after is not None:
+                try:
+                    self.after_result = self.after(res)
+                except Exception:  # noqa: BLE001 - an extra figure; the model stands without it
+                    self.after_result = None
         except BaseException as exc:  # reported to the user interface via .error
             self.error = exc
         finally:

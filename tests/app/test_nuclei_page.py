@@ -405,7 +405,8 @@ def test_train_on_my_corrections_selects_the_retrained_unet(rf_model):
     assert len(at.session_state["nuclei_result"].frame_rows(0)) > 0
 
 
-def test_every_segmented_frame_shows_its_quality_verdict():
+def _segmented_with_the_builtin():
+    """The Nuclei page with frame 0 segmented by the built-in model (skips without it)."""
     from webui.models import builtin_available
 
     if not builtin_available("nuclei"):
@@ -413,6 +414,11 @@ def test_every_segmented_frame_shows_its_quality_verdict():
     at = nuclei_page()
     at.selectbox(key="nuc_model").set_value("Built-in nuclei model (U-Net)").run()
     at.button(key="nuc_seg_frame").click().run()
+    return at
+
+
+def test_every_segmented_frame_shows_its_quality_verdict():
+    at = _segmented_with_the_builtin()
     assert not at.exception
     texts = [e.value for e in (*at.success, *at.warning, *at.error)]
     boxes = [t for t in texts if t.startswith("**Quality:")]
@@ -423,13 +429,7 @@ def test_every_segmented_frame_shows_its_quality_verdict():
 
 
 def test_the_verdict_is_reused_on_a_rerun_and_redone_after_an_edit():
-    from webui.models import builtin_available
-
-    if not builtin_available("nuclei"):
-        pytest.skip("no built-in nuclei model installed")
-    at = nuclei_page()
-    at.selectbox(key="nuc_model").set_value("Built-in nuclei model (U-Net)").run()
-    at.button(key="nuc_seg_frame").click().run()
+    at = _segmented_with_the_builtin()
     first = at.session_state["nuclei_ui"]["frame_quality"][2]
     at.run()  # a plain rerun: the same verdict object, not computed again
     assert at.session_state["nuclei_ui"]["frame_quality"][2] is first
