@@ -163,3 +163,16 @@ def test_styled_images_join_training_and_validation_and_stats_are_recorded(share
     assert stats["n_images"] >= 27 and stats["scale"] > 0
     model = UNetSegmenter.load(path)
     assert unfamiliarity(model, d["images"][0]) < 1.5
+
+
+def test_training_script_refuses_a_file_as_output_folder_before_training(
+    shared_data, tmp_path, capsys
+):
+    from microseg.zoo.train_builtin import main
+
+    taken = tmp_path / "grains.safetensors"
+    taken.write_bytes(b"x")
+    code = main(["train", "grains", "--data", str(shared_data), "--out", str(taken)])
+    assert code == 2
+    assert capsys.readouterr().err.strip() == f"--out must be a folder; {taken} is a file."
+    assert taken.read_bytes() == b"x"

@@ -501,6 +501,11 @@ def main(argv: list[str] | None = None) -> int:
     if not a.data.is_dir():
         print(f"The data folder {a.data} does not exist.", file=sys.stderr)
         return 2
+    if a.cmd == "train":
+        for what, folder in (("--out", a.out), ("--checkpoints", a.checkpoints)):
+            if folder.exists() and not folder.is_dir():
+                print(f"{what} must be a folder; {folder} is a file.", file=sys.stderr)
+                return 2
     if a.cmd == "calibrate":
         calibrate_nuclei(a.weights, a.data)
         return 0
