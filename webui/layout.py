@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from webui import state
+from webui import address, state
 
 
 def page_setup(title: str) -> None:
@@ -13,6 +13,7 @@ def page_setup(title: str) -> None:
         page_title=f"{title} · microseg", page_icon=":material/biotech:", layout="wide"
     )
     state.init_state()
+    address.follow_address()
     image = state.get("image")
     with st.sidebar:
         if image is None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from microseg.errors import InputError
-from webui import state, workspace
+from webui import address, state, workspace
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
@@ -66,6 +66,7 @@ def load_sample_into_state(key: str) -> bool:
     workspace.remember_image(
         workspace.sample_bytes(key), sample.title, {"kind": "sample", "key": key}
     )
+    address.name_open_image()
     return True
 
 
@@ -86,4 +87,5 @@ def load_upload_into_state(name: str, data: bytes, task: str | None = None) -> b
     if task:
         state.switch_task(task)
     workspace.remember_image(data, name, {"kind": "upload"})
+    address.name_open_image()
     return True

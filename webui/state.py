@@ -54,6 +54,7 @@ DEFAULTS: dict[str, Any] = {
     "workspace_models": {},  # "classical" / "deep" -> workspace id of that session model
     "workspace_pixel_size": None,  # pixel size of the current image as last saved
     "workspace_broken": {},  # workspace model id -> why it cannot be loaded (one sentence)
+    "address_tried": None,  # the image parameter of the address last tried (webui.address)
 }
 
 
