@@ -40,7 +40,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from microseg.errors import InputError
+from microseg.errors import InputError, ModelFileError
 
 SCHEMA_VERSION = 3
 APPLICATION_ID = 0x6D736567  # "mseg": marks the database as a microseg workspace
@@ -629,7 +629,10 @@ class Workspace:
                     _write_atomic(tmp, bytes(model))
                 else:
                     shutil.copyfile(model, tmp)
-                meta = read_metadata(tmp)
+                try:
+                    meta = read_metadata(tmp)
+                except ModelFileError as exc:  # name the model, not the temporary file
+                    raise ModelFileError(str(exc).replace(tmp.name, name)) from None
                 digest = file_hash(tmp)
                 rel = f"models/{digest}.safetensors"
                 kind = str(meta.get("kind", ""))
