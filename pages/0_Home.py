@@ -6,6 +6,7 @@ import streamlit as st
 
 from webui import loading, state, workspace
 from webui.layout import page_setup
+from webui.projects_panel import project_panel
 
 page_setup("microseg")
 st.title("microseg")
@@ -32,6 +33,7 @@ st.markdown(
     "[ML vs DL](/ML_vs_DL)"
 )
 
+project_panel()
 recent = workspace.recent_images()
 if recent:
     st.header("Recent work")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from webui import address, state
+from webui import address, state, workspace
 
 
 def page_setup(title: str) -> None:
@@ -16,6 +16,7 @@ def page_setup(title: str) -> None:
     address.follow_address()
     image = state.get("image")
     with st.sidebar:
+        st.caption(f"Project: {workspace.current_project().name}")
         if image is None:
             st.caption("No image open: pick a sample or upload one on the home page.")
         else:

@@ -54,6 +54,10 @@ DEFAULTS: dict[str, Any] = {
     "workspace_models": {},  # "classical" / "deep" -> workspace id of that session model
     "workspace_pixel_size": None,  # pixel size of the current image as last saved
     "workspace_broken": {},  # workspace model id -> why it cannot be loaded (one sentence)
+    "project": "default",  # slug of the project this session works in (microseg.projects)
+    "project_confirm_delete": False,  # the delete of the current project awaits confirmation
+    "project_file": None,  # (slug, file name, bytes) of a prepared project export
+    "project_message": None,  # what the last project action did (one sentence)
     "address_tried": None,  # the image parameter of the address last tried (webui.address)
 }
 
@@ -65,6 +69,15 @@ def init_state() -> None:
             st.session_state[key] = _copy(value)
     if st.session_state["classes"] is None:
         reset_classes(st.session_state["task"])
+
+
+def start_over(project: str) -> None:
+    """A fresh session in ``project``: every key back to its default (the open image,
+    strokes, models and results belong to the project that was open)."""
+    for key, value in DEFAULTS.items():
+        st.session_state[key] = _copy(value)
+    st.session_state["project"] = project
+    reset_classes(st.session_state["task"])
 
 
 def _copy(value: Any) -> Any:

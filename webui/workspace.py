@@ -23,7 +23,8 @@ import numpy as np
 import streamlit as st
 
 from microseg.errors import InputError, MicrosegError, ModelFileError
-from microseg.store import ImageRecord, ModelRecord, Workspace, default_root
+from microseg.projects import DEFAULT_SLUG, Project, get_project
+from microseg.store import ImageRecord, ModelRecord, Workspace
 from webui import state
 
 if TYPE_CHECKING:
@@ -39,9 +40,25 @@ def _open(root: str) -> Workspace:
     return Workspace.open(root)
 
 
+def current_project() -> Project:
+    """The project this session works in; when it was deleted (in another tab, by
+    someone else) the session starts over in the default project and says why."""
+    slug = state.get("project")
+    try:
+        return get_project(slug)
+    except InputError:
+        state.start_over(DEFAULT_SLUG)
+        state.put(
+            "project_message",
+            "The project you were working in was deleted; you are in the default project now.",
+        )
+        return get_project(DEFAULT_SLUG)
+
+
 def workspace() -> Workspace | None:
-    """The server's workspace, or None when its folder cannot be used (reason kept in state)."""
-    root = str(default_root())
+    """The workspace of the session's project, or None when its folder cannot be used
+    (reason kept in state)."""
+    root = str(current_project().root)
     try:
         ws = _open(root)
         if not ws.db_path.is_file():  # the folder was removed while the server ran
@@ -478,7 +495,7 @@ def describe(record: ImageRecord) -> tuple[str, str, str, str]:
         parts.append(f"{x} × {y} px")
         parts += [f"{n} {w}" for n, w in ((t, "frames"), (z, "slices"), (c, "channels")) if n > 1]
     if record.source.get("kind") != "sample":
-        parts.append(_bytes(record.size))
+        parts.append(size_text(record.size))
     n = record.n_labelled
     labelled = f"{n} labelled frame{'s' if n != 1 else ''}"
     m = record.n_models
@@ -486,7 +503,8 @@ def describe(record: ImageRecord) -> tuple[str, str, str, str]:
     return ", ".join(parts), labelled, models, f"opened {_ago(record.opened)}"
 
 
-def _bytes(n: int) -> str:
+def size_text(n: int) -> str:
+    """A byte count as people read it: 812 B, 3.4 kB, 12.0 MB, 1.2 GB."""
     for unit in ("B", "kB", "MB"):
         if n < 1000:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"

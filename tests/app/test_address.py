@@ -51,7 +51,7 @@ def test_an_address_naming_no_image_of_this_workspace_says_so_once(workspace_dir
     at = _visit(param)
     assert at.session_state["image"] is None
     (warning,) = at.warning
-    assert "not in this server's workspace" in warning.value
+    assert "not in this project's workspace" in warning.value
     assert "image" not in at.query_params
     at.run()  # the next run does not try again
     assert not at.warning and not at.exception
@@ -64,3 +64,32 @@ def test_a_deleted_image_leaves_the_address(workspace_dir):
     Workspace.open(workspace_dir).delete_image(record.id)
     fresh = _visit(str(record.id))
     assert fresh.session_state["image"] is None and "image" not in fresh.query_params
+
+
+def test_an_address_with_a_project_opens_that_project_and_its_image(workspace_dir):
+    from microseg import projects
+
+    steel = projects.create_project("Steel", workspace_dir)
+    record = steel.workspace().add_image(
+        b'{"microseg_sample": "synthetic-grains"}', "Synthetic polycrystal",
+        source={"kind": "sample", "key": "synthetic-grains"},
+    )  # fmt: skip
+    Workspace.open(workspace_dir).add_image(b"other", "other.tif")  # same id, other project
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.query_params["project"] = steel.slug
+    at.query_params["image"] = str(record.id)
+    at.run()
+    assert not at.exception and not at.warning
+    assert at.session_state["project"] == "steel"
+    assert at.session_state["image_source"]["key"] == "synthetic-grains"
+    assert (at.query_params["project"], at.query_params["image"]) == ("steel", str(record.id))
+
+
+def test_an_address_naming_an_unknown_project_says_so(workspace_dir):
+    at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)
+    at.query_params["project"] = "../gone"
+    at.query_params["image"] = "1"
+    at.run()
+    assert "project in this address is not on this server" in at.warning[0].value
+    assert at.session_state["project"] == "default" and at.session_state["image"] is None
+    assert "project" not in at.query_params

@@ -46,7 +46,7 @@ def test_refresh_and_shared_address_reopen_the_image_on_the_same_page(page, brow
 
     stale = re.sub(r"image=\d+", "image=987654", address)
     page.goto(stale, wait_until="domcontentloaded")
-    expect(page.get_by_text(re.compile("not in this server's workspace"))).to_be_visible(
+    expect(page.get_by_text(re.compile("not in this project's workspace"))).to_be_visible(
         timeout=60_000
     )
     settle(page)
