@@ -183,12 +183,23 @@ class Strokes(NamedTuple):
     """The stored annotation of one image.
 
     ``frames`` maps frame index to its label image (0 unlabelled, k class k);
-    ``classes`` and ``task`` are None when nothing was ever saved for the image.
+    ``classes`` and ``task`` are None when nothing was ever saved for the image;
+    ``versions`` maps frame index to the version of its stored strokes (pass it to
+    :meth:`Workspace.save_strokes` as ``expected`` to notice a save made elsewhere).
     """
 
     frames: dict[int, np.ndarray]
     classes: Any
     task: str | None
+    versions: dict[int, str] = {}  # noqa: RUF012 - a NamedTuple default, never mutated
+
+
+ANY_VERSION = object()  # save_strokes: overwrite whatever is stored
+
+
+class StrokesChanged(InputError):
+    """The stored strokes of a frame are not the version the caller last saw: another
+    session saved them in between (nothing was written)."""
 
 
 def default_root() -> Path:
@@ -475,7 +486,9 @@ class Workspace:
         labels: np.ndarray | None,
         classes: Any = None,
         task: str | None = None,
-    ) -> None:
+        *,
+        expected: str | None | object = ANY_VERSION,
+    ) -> str | None:
         """Store the strokes of frame ``t`` (None or all zeros removes them).
 
         Parameters
@@ -490,6 +503,15 @@ class Workspace:
             Class definitions (names, colours) of the image; stored when given.
         task : str, optional
             Task of the classes; stored when given.
+        expected : str or None, optional
+            The version of the frame's strokes the caller last saw (``None``: none
+            stored); when the stored version differs, :class:`StrokesChanged` is raised
+            and nothing is written. Default: overwrite.
+
+        Returns
+        -------
+        str or None
+            The new version of the frame's strokes (None when they were removed).
         """
         if labels is not None:
             labels = np.asarray(labels)
@@ -514,6 +536,11 @@ class Workspace:
                         (int(image_id), int(t)),
                     ).fetchone()
                     old = prev["path"] if prev is not None else None
+                    if expected is not ANY_VERSION and expected != old:
+                        raise StrokesChanged(
+                            f"The strokes of frame {int(t)} were changed in another tab or "
+                            "session after you opened this image; nothing was overwritten."
+                        )
                     if keep:
                         con.execute(
                             "INSERT OR REPLACE INTO annotations"
@@ -542,6 +569,7 @@ class Workspace:
                 raise
             if old is not None and old != rel:
                 (self.root / old).unlink(missing_ok=True)
+        return rel
 
     def save_classes(self, image_id: int, classes: Any, task: str | None = None) -> None:
         """Store the class definitions (and task) of image ``image_id`` without its strokes."""
@@ -573,7 +601,8 @@ class Workspace:
             ).fetchall()
         frames = {int(r["t"]): _load_labels(self.root / r["path"], row["name"]) for r in rows}
         classes = json.loads(row["classes"]) if row["classes"] is not None else None
-        return Strokes(frames, classes, row["task"])
+        versions = {int(r["t"]): str(r["path"]) for r in rows}
+        return Strokes(frames, classes, row["task"], versions)
 
     # ------------------------------------------------------------------- models
 

@@ -542,3 +542,27 @@ def test_what_a_killed_save_left_behind_is_swept_when_the_workspace_opens(tmp_pa
     assert np.array_equal(ws2.load_strokes(rec.id).frames[0], _labels(0))
     assert [m.id for m in ws2.models()] == [model.id]
     assert ws2.sweep_leftovers(older_than_s=0) == 1 and not fresh.exists()
+
+
+def test_a_save_over_strokes_changed_elsewhere_is_refused_and_writes_nothing(tmp_path):
+    from microseg.store import StrokesChanged
+
+    ws = Workspace.open(tmp_path)
+    image = ws.add_image(b"img", "a.tif")
+    first = ws.save_strokes(image.id, 0, _labels(1), expected=None)
+    assert ws.load_strokes(image.id).versions == {0: first}
+    theirs = ws.save_strokes(image.id, 0, _labels(2), expected=first)  # the other tab
+    with pytest.raises(StrokesChanged, match="changed in another tab"):
+        ws.save_strokes(image.id, 0, _labels(3), expected=first)  # this tab, now stale
+    ws.save_strokes(image.id, 1, _labels(3), expected=None)  # a first save of frame 1 ...
+    with pytest.raises(StrokesChanged):  # ... and another tab's first save of it too
+        ws.save_strokes(image.id, 1, _labels(4), expected=None)
+    stored = ws.load_strokes(image.id)
+    assert np.array_equal(stored.frames[0], _labels(2)) and stored.versions[0] == theirs
+    assert np.array_equal(stored.frames[1], _labels(3))
+    files = {p.relative_to(tmp_path).as_posix() for p in (tmp_path / "strokes").rglob("*.npy")}
+    assert files == set(stored.versions.values())  # the refused saves left no file
+    mine = ws.save_strokes(image.id, 0, _labels(3))  # "keep mine": overwrite on purpose
+    assert np.array_equal(ws.load_strokes(image.id).frames[0], _labels(3)) and mine != theirs
+    assert ws.save_strokes(image.id, 0, None, expected=mine) is None
+    assert 0 not in ws.load_strokes(image.id).frames

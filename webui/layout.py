@@ -14,6 +14,7 @@ def page_setup(title: str) -> None:
     )
     state.init_state()
     address.follow_address()
+    _stroke_conflict()
     image = state.get("image")
     with st.sidebar:
         st.caption(f"Project: {workspace.current_project().name}")
@@ -24,6 +25,26 @@ def page_setup(title: str) -> None:
             st.markdown(f"**Image:** {src.get('name', image.name)}")
             if src.get("citation"):
                 st.caption(f"{src.get('source', '')} — {src['citation']} ({src.get('licence')})")
+
+
+def _stroke_conflict() -> None:
+    """When another tab saved this image's strokes underneath this one: say so, and let
+    the user load theirs or keep (save over them) the strokes of this tab."""
+    conflict = state.get("workspace_conflict")
+    if not conflict:
+        return
+    with st.container(border=True, key="stroke_conflict"):
+        st.warning(conflict, icon=":material/sync_problem:")
+        c_theirs, c_mine, _ = st.columns([2, 2, 3])
+        if c_theirs.button("Load the strokes saved there", key="conflict_theirs"):
+            workspace_id = state.get("workspace_image")
+            if workspace_id is not None:
+                workspace.restore_strokes(workspace_id)
+            state.put("workspace_conflict", None)
+            st.rerun()
+        if c_mine.button("Keep mine (save over them)", key="conflict_mine"):
+            workspace.save_current_strokes(overwrite=True)
+            st.rerun()
 
 
 def require_image(task: str | None = None):

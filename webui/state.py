@@ -48,6 +48,8 @@ DEFAULTS: dict[str, Any] = {
     "load_error": None,
     "workspace_image": None,  # workspace id of the current image (None: kept in memory only)
     "workspace_saved": {},  # t -> strokes of the current image as last saved to the workspace
+    "workspace_versions": {},  # t -> version of those strokes in the workspace (store)
+    "workspace_conflict": None,  # another tab saved the strokes underneath (one sentence)
     "workspace_classes": None,  # classes and task as last saved; None: never annotated
     "workspace_delete": None,  # workspace id of the image awaiting delete confirmation
     "workspace_error": None,  # why the workspace cannot be used (one sentence)
@@ -152,6 +154,8 @@ def set_image(image: MicroImage, source: dict, ground_truth: dict | None = None)
     st.session_state["load_error"] = None
     st.session_state["workspace_image"] = None
     st.session_state["workspace_saved"] = {}
+    st.session_state["workspace_versions"] = {}
+    st.session_state["workspace_conflict"] = None
     st.session_state["workspace_classes"] = None
 
 
@@ -204,4 +208,7 @@ def _persist() -> None:
     if st.session_state.get("workspace_image") is not None:
         from webui.workspace import save_current_strokes
 
+        had_conflict = bool(st.session_state.get("workspace_conflict"))
         save_current_strokes()
+        if st.session_state.get("workspace_conflict") and not had_conflict:
+            st.rerun()  # the page shows the conflict at its top, from the next run

@@ -24,7 +24,7 @@ import streamlit as st
 
 from microseg.errors import InputError, MicrosegError, ModelFileError
 from microseg.projects import DEFAULT_SLUG, Project, get_project
-from microseg.store import ImageRecord, ModelRecord, Workspace
+from microseg.store import ANY_VERSION, ImageRecord, ModelRecord, StrokesChanged, Workspace
 from webui import state
 
 if TYPE_CHECKING:
@@ -135,6 +135,8 @@ def restore_strokes(workspace_id: int) -> bool:
         return False
     state.put("workspace_saved", {})
     state.put("workspace_classes", None)
+    state.put("workspace_versions", dict(saved.versions))
+    state.put("workspace_conflict", None)
     if saved.classes is None:
         return False
     from microseg.tasks import TASKS
@@ -176,11 +178,13 @@ def _classes_key() -> str:
     return json.dumps([state.get("classes"), state.get("task")])
 
 
-def save_current_strokes() -> int:
+def save_current_strokes(overwrite: bool = False) -> int:
     """Save the frames of the current image whose strokes changed since the last save.
 
     Unchanged frames are recognised by identity or equality (no write); class
-    names and colours are saved when they changed on an annotated image.
+    names and colours are saved when they changed on an annotated image. A frame
+    saved in another tab since this one last saw it is not overwritten (unless
+    ``overwrite``): ``workspace_conflict`` says so and this tab keeps its strokes.
     Returns the number of frames written.
     """
     workspace_id = state.get("workspace_image")
@@ -206,22 +210,38 @@ def save_current_strokes() -> int:
     if ws is None:
         return 0
     classes, task = state.get("classes"), state.get("task")
+    versions = state.get("workspace_versions")
+    written = 0
     try:
         for t in sorted(changed):
-            ws.save_strokes(workspace_id, t, current.get(t), classes, task)
+            expected = ANY_VERSION if overwrite else versions.get(t)
+            version = ws.save_strokes(
+                workspace_id, t, current.get(t), classes, task, expected=expected
+            )
+            if version is None:
+                versions.pop(t, None)
+            else:
+                versions[t] = version
+            if t in current:
+                saved[t] = current[t]
+            else:
+                saved.pop(t, None)
+            written += 1
         if not changed:
             ws.save_classes(workspace_id, classes, task)
+    except StrokesChanged as exc:
+        state.put(
+            "workspace_conflict",
+            f"{exc} Your strokes are kept in this tab only, until you choose below.",
+        )
+        return written
     except InputError as exc:
         _failed(exc)
         state.put("workspace_image", None)
-        return 0
-    for t in changed:
-        if t in current:
-            saved[t] = current[t]
-        else:
-            saved.pop(t, None)
+        return written
+    state.put("workspace_conflict", None)
     state.put("workspace_classes", key)
-    return len(changed)
+    return written
 
 
 def save_pixel_size() -> bool:

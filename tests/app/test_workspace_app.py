@@ -301,3 +301,49 @@ def test_unusable_workspace_folder_keeps_the_app_working(tmp_path, monkeypatch):
     message = at.warning[0].value
     assert "memory only" in message and str(blocker) in message
     assert message.rstrip().endswith(".") and message.count(". ") == 0
+
+
+def test_two_tabs_on_one_image_never_overwrite_each_other_unasked(workspace_dir):
+    def painted(at):
+        return at.session_state["strokes"][(at.session_state["image_id"], 0)].copy()
+
+    def stored():
+        ws = Workspace.open(workspace_dir)
+        (record,) = ws.images()
+        return ws.load_strokes(record.id).frames[0]
+
+    tab_a = new_app()
+    tab_a.button(key="open_synthetic-nuclei-series").click().run()
+    tab_a.switch_page("pages/2_Annotate.py").run()
+    colour = tab_a.session_state["classes"][0]["colour"]
+    _draw(tab_a, [_path(colour, [(20, 20), (300, 20)])])
+    (record,) = Workspace.open(workspace_dir).images()
+
+    tab_b = new_app()  # a second tab on the same image
+    tab_b.button(key=f"ws_open_{record.id}").click().run()
+    tab_b.switch_page("pages/2_Annotate.py").run()
+    _draw(tab_b, [_path(colour, [(20, 200), (300, 200)])])
+    theirs = painted(tab_b)
+    assert np.array_equal(stored(), theirs)
+
+    _draw(tab_a, [_path(colour, [(20, 20), (300, 20)]), _path(colour, [(20, 120), (300, 120)])])
+    assert np.array_equal(stored(), theirs)  # tab A did not overwrite tab B
+    (warning,) = [w for w in tab_a.warning if "another tab" in w.value]
+    assert "kept in this tab" in warning.value
+    tab_a.button(key="conflict_theirs").click().run()
+    assert not tab_a.exception and tab_a.session_state["workspace_conflict"] is None
+    assert np.array_equal(painted(tab_a), theirs)
+
+    _draw(tab_b, [_path(colour, [(20, 200), (300, 200)]), _path(colour, [(20, 240), (300, 240)])])
+    assert tab_b.session_state["workspace_conflict"] is None
+    mine = painted(tab_b)
+    assert (mine != theirs).any()
+    assert np.array_equal(stored(), mine)
+    tab_a.run()
+    before = painted(tab_a)
+    _draw(tab_a, [_path(colour, [(20, 60), (300, 60)])])  # A has B's first save: stale again
+    assert (painted(tab_a) != before).any()
+    assert tab_a.session_state["workspace_conflict"] is not None
+    tab_a.button(key="conflict_mine").click().run()
+    assert not tab_a.exception and tab_a.session_state["workspace_conflict"] is None
+    assert np.array_equal(stored(), painted(tab_a))

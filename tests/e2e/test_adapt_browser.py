@@ -101,7 +101,9 @@ def test_strokes_then_corrections_on_an_uploaded_sem_micrograph(page, tmp_path):
     page.get_by_role("tab", name="Upload").click()
     page.get_by_text("Grains (a polycrystal micrograph)").click()
     settle(page)
-    page.get_by_test_id("stFileUploaderDropzoneInput").set_input_files(str(path))
+    page.locator(".st-key-upload [data-testid='stFileUploaderDropzoneInput']").set_input_files(
+        str(path)
+    )
     expect(page.get_by_text("Opened upload: ti64_corner.png")).to_be_visible(timeout=60_000)
     settle(page)
 

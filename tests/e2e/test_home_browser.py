@@ -39,7 +39,9 @@ def test_gallery_sample_and_upload(page, tmp_path):
         path, stack, imagej=True, metadata={"axes": "TYX", "unit": "um"}, resolution=(2.0, 2.0)
     )
     page.get_by_role("tab", name="Upload").click()
-    page.get_by_test_id("stFileUploaderDropzoneInput").set_input_files(str(path))
+    page.locator(".st-key-upload [data-testid='stFileUploaderDropzoneInput']").set_input_files(
+        str(path)
+    )
     expect(page.get_by_text("Opened upload: series16.tif")).to_be_visible(timeout=60_000)
     settle(page)
     no_traceback(page)
@@ -49,7 +51,9 @@ def test_gallery_sample_and_upload(page, tmp_path):
 
     bad = tmp_path / "broken.tif"
     bad.write_bytes(b"II*\x00" + b"\x00" * 10)
-    page.get_by_test_id("stFileUploaderDropzoneInput").set_input_files(str(bad))
+    page.locator(".st-key-upload [data-testid='stFileUploaderDropzoneInput']").set_input_files(
+        str(bad)
+    )
     expect(page.locator("[data-testid='stAlertContentError']")).to_be_visible(timeout=60_000)
     settle(page)
     no_traceback(page)

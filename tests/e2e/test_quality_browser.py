@@ -24,7 +24,9 @@ def _grains_verdict(page, path):
     expect(page.get_by_role("heading", name="microseg", exact=True)).to_be_visible(timeout=60_000)
     settle(page)
     page.get_by_role("tab", name="Upload").click()
-    page.get_by_test_id("stFileUploaderDropzoneInput").set_input_files(str(path))
+    page.locator(".st-key-upload [data-testid='stFileUploaderDropzoneInput']").set_input_files(
+        str(path)
+    )
     expect(page.get_by_text(f"Opened upload: {path.name}")).to_be_visible(timeout=60_000)
     settle(page)
     page.get_by_test_id("stSidebarNav").get_by_text("Grains", exact=True).click()
