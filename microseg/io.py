@@ -936,6 +936,23 @@ def output_stems(paths: Sequence[str | os.PathLike]) -> list[str]:
     return stems
 
 
+def output_folder(path: str | os.PathLike) -> Path:
+    """``path`` as an existing folder for results (made when missing), or
+    :class:`InputError` with one sentence when it is a file or cannot be made."""
+    folder = Path(path)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError as exc:
+        raise InputError(
+            f"The output folder {folder} is a file (or lies under one); give a folder."
+        ) from exc
+    except OSError as exc:
+        raise InputError(
+            f"The output folder {folder} cannot be made ({exc.strerror or exc})."
+        ) from exc
+    return folder
+
+
 def jsonable(obj: Any) -> Any:
     """``obj`` ready for ``json.dumps``: numpy values as Python ones, NaN and inf as
     None, other objects (paths ...) as strings; dicts, lists and arrays recursively."""

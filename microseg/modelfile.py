@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from microseg.errors import ModelFileError
+from microseg.errors import InputError, ModelFileError
 
 FORMAT_VERSION = 1
 _PICKLE_MAGIC = (b"\x80\x02", b"\x80\x03", b"\x80\x04", b"\x80\x05", b"PK\x03\x04")
@@ -43,7 +43,13 @@ def save_model(path: str | Path, tensors: dict[str, np.ndarray], metadata: dict[
     from safetensors.numpy import save_file
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InputError(
+            f"The model file {path} cannot be written: its folder cannot be made "
+            f"({exc.strerror or 'it is a file'})."
+        ) from exc
     meta = dict(metadata)
     meta.setdefault("format_version", FORMAT_VERSION)
     from microseg import __version__

@@ -221,7 +221,7 @@ def _report(res: dict[str, Any], progress: Callable[[str], None]) -> None:
 
 def cmd_batch(args: argparse.Namespace, progress: Callable[[str], None]) -> dict:
     """Run the task's command on every input; report failures and go on."""
-    from microseg.io import image_stem, output_stems
+    from microseg.io import image_stem, output_folder, output_stems
 
     paths = expand_inputs(args.inputs)
     if args.pixel_size is not None:
@@ -230,7 +230,7 @@ def cmd_batch(args: argparse.Namespace, progress: Callable[[str], None]) -> dict
         check_pixel_size(args.pixel_size, "--pixel-size")
     progress(f"batch: {len(paths)} input(s), task {args.task}")
     _check_model(args, progress)
-    Path(args.out).mkdir(parents=True, exist_ok=True)
+    output_folder(args.out)
     stems = output_stems(paths)
     for path, stem in zip(paths, stems, strict=True):
         if stem != image_stem(path):

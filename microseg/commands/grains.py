@@ -130,7 +130,7 @@ def cmd_grains(args: argparse.Namespace, progress: Callable[[str], None]) -> dic
     """Write the grain map, grain table and summary of every input image; each summary
     carries its quality verdict (:mod:`microseg.quality`)."""
     from microseg.exports import write_table_csv
-    from microseg.io import jsonable, output_stems, write_tiff
+    from microseg.io import jsonable, output_folder, output_stems, write_tiff
     from microseg.quality import VERDICT_TEXT, combine, grain_quality, model_unfamiliarity
 
     images = [Path(p) for p in args.images]
@@ -151,8 +151,7 @@ def cmd_grains(args: argparse.Namespace, progress: Callable[[str], None]) -> dic
         raise InputError("Test-time augmentation needs a deep-learning (U-Net) model.")
     predict_kw = {"augment": True} if augment else {}
     specimen = _specimen_name(getattr(args, "specimen", None))
-    out_dir = Path(args.out)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = output_folder(args.out)
     results: list[dict[str, Any]] = []
     fields: list[tuple[str, dict, pd.DataFrame, float | None]] = []
     stems = getattr(args, "stems", None) or output_stems(images)

@@ -55,9 +55,9 @@ def write_outputs(
         write_tracks_napari_csv,
         write_tracks_trackmate_csv,
     )
-    from microseg.io import write_tiff
+    from microseg.io import output_folder, write_tiff
 
-    out_dir.mkdir(parents=True, exist_ok=True)
+    output_folder(out_dir)
     squeeze = tuple(i for i, n in enumerate(run.labels.shape[:2]) if n == 1)
     labels = run.labels.squeeze(squeeze)
     written: dict[str, str] = {}

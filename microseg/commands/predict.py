@@ -86,8 +86,9 @@ def cmd_predict(args: argparse.Namespace, progress: Callable[[str], None]) -> di
         if not p.is_file():
             raise InputError(f"Input image {p} does not exist.")
     model = load_model_arg(args.model, progress)
-    out_dir = Path(args.out)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    from microseg.io import output_folder
+
+    out_dir = output_folder(args.out)
     k = len(model.classes)
     written: list[dict[str, Any]] = []
     stems = getattr(args, "stems", None) or output_stems(images)

@@ -1,0 +1,289 @@
+"""One catalogue of bad inputs to the command line: damaged and odd files, hostile model
+files, absurd numbers and impossible folders. Each gives exit status 2, one sentence
+on stderr (no traceback) and leaves what was already in the output folder untouched."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+
+from microseg.cli import main
+from microseg.modelfile import save_model
+
+pytestmark = pytest.mark.timeout(300)
+
+
+def _png_declaring(path: Path, w: int, h: int) -> Path:
+    """A small, well-formed PNG whose header declares ``w`` x ``h`` pixels (a bomb)."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        crc = struct.pack(">I", zlib.crc32(kind + body))
+        return struct.pack(">I", len(body)) + kind + body + crc
+
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)
+    idat = zlib.compress(b"\0" * 1024)
+    png = chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + png)
+    return path
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory) -> dict[str, Path]:
+    """Every bad (and a few good) input file, made once."""
+    d = tmp_path_factory.mktemp("bad")
+    rng = np.random.default_rng(0)
+    f: dict[str, Path] = {}
+
+    def tif(name: str, array, **kw) -> None:
+        f[name] = d / f"{name}.tif"
+        tifffile.imwrite(f[name], array, **kw)
+
+    def raw(name: str, suffix: str, data: bytes) -> None:
+        f[name] = d / f"{name}{suffix}"
+        f[name].write_bytes(data)
+
+    good = (rng.random((64, 64)) * 255).astype(np.uint8)
+    tif("good", good)
+    tif("good2", good[::-1].copy())
+    raw("empty_tif", ".tif", b"")
+    raw("empty_png", ".png", b"")
+    raw("text_as_tif", ".tif", b"just some text, not an image\n" * 20)
+    raw("html_as_jpg", ".jpg", b"<html><body>404 not found</body></html>")
+    raw("random_png", ".png", rng.bytes(4096))
+    raw("garbage_czi", ".czi", b"ZISRAWFILE" + rng.bytes(512))
+    raw("no_suffix", "", good.tobytes())
+    raw("unknown_suffix", ".xyz", good.tobytes())
+    truncated = d / "full.tif"
+    tifffile.imwrite(truncated, (rng.random((512, 512)) * 255).astype(np.uint8))
+    raw("truncated_tif", ".tif", truncated.read_bytes()[:2000])
+    _png_declaring(d / "bomb.png", 200_000, 200_000)
+    f["bomb_png"] = d / "bomb.png"
+    tif("all_nan", np.full((64, 64), np.nan, np.float32))
+    tif("inf_values", np.where(rng.random((64, 64)) > 0.5, np.inf, 1.0).astype(np.float32))
+    tif("one_pixel", np.zeros((1, 1), np.uint8))
+    tif("one_row", np.zeros((1, 64), np.uint8))
+    tif("complex", (rng.random((32, 32)) + 1j).astype(np.complex64))
+    tif("six_d", np.zeros((2, 2, 2, 2, 16, 16), np.uint8))
+    f["folder"] = d / "a_folder.tif"
+    f["folder"].mkdir()
+    f["missing"] = d / "not_there.tif"
+    # strokes
+    strokes = np.zeros((64, 64), np.uint8)
+    strokes[5:10, 5:30], strokes[40:45, 5:30] = 1, 2
+    tif("strokes", strokes)
+    tif("strokes_wrong_shape", strokes[:32])
+    one_class = np.zeros_like(strokes)
+    one_class[5:10] = 1
+    tif("strokes_one_class", one_class)
+    tif("strokes_none", np.zeros_like(strokes))
+    tif("strokes_float", strokes.astype(np.float32) + 0.5)
+    tif("strokes_negative", strokes.astype(np.int16) - 1)
+    too_many = strokes.copy()
+    too_many[20:25] = 9
+    tif("strokes_class_9", too_many)
+    # model files
+    raw("model_pickle", ".safetensors", pickle.dumps({"weights": [1, 2, 3]}))
+    raw("model_empty", ".safetensors", b"")
+    raw("model_text", ".safetensors", b'{"kind": "rf"}')
+    header = json.dumps({"__metadata__": {"kind": "unet"}}).encode()
+    raw("model_header_only", ".safetensors", struct.pack("<Q", len(header)) + header)
+    raw("model_huge_header", ".safetensors", struct.pack("<Q", 10**15) + b"{}")
+    raw("model_onnx", ".onnx", b"\x08\x07\x12\x04onnx" + rng.bytes(64))
+    raw("model_torch", ".pt", b"PK\x03\x04" + rng.bytes(64))
+    nan_w = {"w": np.full((4, 3), np.nan, np.float32)}
+    f["model_unknown_kind"] = save_model(d / "unknown_kind.safetensors", nan_w,
+                                         {"kind": "svm", "task": "grains"})  # fmt: skip
+    return f
+
+
+def _grains(*images, extra=()):  # noqa: ANN001, ANN202
+    return lambda f, out: ["grains", "--model", "builtin:grains", "--out", str(out), *extra,
+                           *[str(f[i]) for i in images]]  # fmt: skip
+
+
+def _predict_with(model: str):  # noqa: ANN202
+    return lambda f, out: ["predict", "--model", str(f[model]), "--out", str(out), str(f["good"])]
+
+
+def _train(images="good", labels="strokes", method="rf", extra=()):  # noqa: ANN001, ANN202
+    return lambda f, out: ["train", "--method", method, "--task", "grains", "--out",
+                           str(out / "m.safetensors"), "--images", str(f[images]), "--labels",
+                           str(f[labels]), *extra]  # fmt: skip
+
+
+def _nuclei(extra=()):  # noqa: ANN001, ANN202
+    return lambda f, out: ["nuclei", "--model", "builtin:nuclei", "--out", str(out), *extra,
+                           str(f["good"])]  # fmt: skip
+
+
+# id -> (argv builder, words the sentence must hold)
+CATALOGUE = {
+    # damaged or odd image files
+    "empty tif": (_grains("empty_tif"), "empty"),
+    "empty png": (_grains("empty_png"), "empty"),
+    "text named .tif": (_grains("text_as_tif"), "looks like a text file"),
+    "html named .jpg": (_grains("html_as_jpg"), "looks like a text file"),
+    "random bytes .png": (_grains("random_png"), "not an image file"),
+    "garbage .czi": (_grains("garbage_czi"), "czi"),
+    "no suffix": (_grains("no_suffix"), "not an image file"),
+    "unknown suffix": (_grains("unknown_suffix"), "not an image file"),
+    "truncated tif": (_grains("truncated_tif"), "truncated"),
+    "decompression bomb png": (_grains("bomb_png"), "pixels"),
+    "all NaN": (_grains("all_nan"), "NaN"),
+    "one pixel": (_grains("one_pixel"), "at least 8 x 8"),
+    "one row": (_grains("one_row"), "at least 8 x 8"),
+    "complex numbers": (_grains("complex"), "complex"),
+    "six dimensions": (_grains("six_d"), "more than microseg supports"),
+    "a folder named .tif": (_grains("folder"), "folder"),
+    "missing file": (_grains("missing"), "not_there.tif"),
+    "missing file among good": (_grains("good", "missing"), "not_there.tif"),
+    # hostile or foreign model files
+    "model is a pickle": (_predict_with("model_pickle"), "pickle"),
+    "model is empty": (_predict_with("model_empty"), "empty"),
+    "model is text": (_predict_with("model_text"), "model"),
+    "model header only": (_predict_with("model_header_only"), "model"),
+    "model header 1 PB": (_predict_with("model_huge_header"), "model"),
+    "model is ONNX": (_predict_with("model_onnx"), "model"),
+    "model is a torch zip": (_predict_with("model_torch"), "model"),
+    "model of unknown kind": (_predict_with("model_unknown_kind"), "svm"),
+    "model missing": (
+        lambda f, out: ["predict", "--model", str(f["missing"]), "--out", str(out), str(f["good"])],
+        "not_there.tif",
+    ),  # fmt: skip
+    "unknown built-in": (
+        lambda f, out: ["predict", "--model", "builtin:cells", "--out", str(out), str(f["good"])],
+        "cells",
+    ),  # fmt: skip
+    # absurd numbers
+    "pixel size NaN": (_grains("good", extra=("--pixel-size", "nan")), "pixel-size"),
+    "pixel size negative": (_grains("good", extra=("--pixel-size", "-1")), "pixel-size"),
+    "pixel size zero": (_grains("good", extra=("--pixel-size", "0")), "pixel-size"),
+    "pixel size 1e200": (_grains("good", extra=("--pixel-size", "1e200")), "pixel-size"),
+    "pixel size infinite": (_grains("good", extra=("--pixel-size", "inf")), "pixel-size"),
+    "threshold above 1": (_grains("good", extra=("--threshold", "1.5")), "threshold"),
+    "threshold NaN": (_grains("good", extra=("--threshold", "nan")), "threshold"),
+    "min grain area negative": (_grains("good", extra=("--min-grain-area", "-5")), "area"),
+    "region outside the image": (_grains("good", extra=("--region", "500:600,0:10")), "region"),
+    "region not a region": (_grains("good", extra=("--region", "banana")), "region"),
+    "diameter fraction of a pixel": (_nuclei(("--diameter", "0.001")), "diameter"),
+    "diameter NaN": (_nuclei(("--diameter", "nan")), "diameter"),
+    "diameter negative": (_nuclei(("--diameter", "-8")), "diameter"),
+    "channel out of range": (_nuclei(("--channel", "7")), "channel"),
+    "training seconds NaN": (
+        _train(method="unet", extra=("--seconds", "nan", "--init", "none")),
+        "seconds",
+    ),  # fmt: skip
+    "training seconds infinite": (_train(method="unet", extra=("--seconds", "inf")), "seconds"),
+    "training seconds zero": (_train(method="unet", extra=("--seconds", "0")), "seconds"),
+    "training seconds negative": (_train(method="unet", extra=("--seconds", "-3")), "seconds"),
+    # strokes that cannot train
+    "strokes of another size": (_train(labels="strokes_wrong_shape"), "shape"),
+    "strokes of one class": (_train(labels="strokes_one_class"), "two classes"),
+    "no strokes at all": (_train(labels="strokes_none"), "label no pixel"),
+    "strokes as fractions": (_train(labels="strokes_float"), "whole"),
+    "negative strokes": (_train(labels="strokes_negative"), "negative"),
+    "stroke class beyond the task": (_train(labels="strokes_class_9"), "class"),
+    "strokes unreadable": (_train(labels="text_as_tif"), "looks like a text file"),
+    "image for strokes unreadable": (_train(images="empty_tif"), "empty"),
+    "more labels than images": (
+        lambda f, out: [
+            "train",
+            "--method",
+            "rf",
+            "--task",
+            "grains",
+            "--out",
+            str(out / "m.safetensors"),
+            "--images",
+            str(f["good"]),
+            "--labels",
+            str(f["strokes"]),
+            str(f["strokes"]),
+        ],
+        "one",
+    ),  # fmt: skip
+    "unet strokes of one class": (
+        _train(method="unet", labels="strokes_one_class", extra=("--seconds", "1")),
+        "two classes",
+    ),  # fmt: skip
+    # impossible outputs and batches
+    "output is a file": (
+        lambda f, out: [
+            "grains",
+            "--model",
+            "builtin:grains",
+            "--out",
+            str(f["good2"]),
+            str(f["good"]),
+        ],
+        "folder",
+    ),  # fmt: skip
+    "model output in a missing folder's file": (
+        lambda f, out: [
+            "train",
+            "--method",
+            "rf",
+            "--task",
+            "grains",
+            "--out",
+            str(f["good2"]) + "/m.safetensors",
+            "--images",
+            str(f["good"]),
+            "--labels",
+            str(f["strokes"]),
+        ],
+        "cannot",
+    ),  # fmt: skip
+    "batch of nothing": (
+        lambda f, out: [
+            "batch",
+            "--model",
+            "builtin:grains",
+            "--task",
+            "grains",
+            "--out",
+            str(out),
+            str(f["missing"]),
+        ],
+        "no",
+    ),  # fmt: skip
+    "batch where every input fails": (
+        lambda f, out: [
+            "batch",
+            "--model",
+            "builtin:grains",
+            "--task",
+            "grains",
+            "--out",
+            str(out),
+            str(f["empty_tif"]),
+            str(f["text_as_tif"]),
+        ],
+        "none of the 2",
+    ),  # fmt: skip
+}
+
+
+@pytest.mark.parametrize("case", list(CATALOGUE))
+def test_bad_input_is_one_sentence_exit_2_and_nothing_lost(files, tmp_path, capsys, case):
+    build, words = CATALOGUE[case]
+    out = tmp_path / "out"
+    out.mkdir()
+    kept = out / "earlier_result.csv"
+    kept.write_text("grain,area\n1,42\n")
+    code = main(build(files, out))
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("microseg: error:")]
+    assert code == 2, err
+    batch = case.startswith("batch")  # a batch says what failed for each input, then sums up
+    assert (len(lines) >= 1 if batch else len(lines) == 1) and "Traceback" not in err, err
+    assert words.lower() in lines[-1].lower(), lines[-1]
+    assert kept.read_text() == "grain,area\n1,42\n"
+    assert files["good"].is_file() and files["good2"].is_file()
