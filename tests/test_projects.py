@@ -106,3 +106,28 @@ def test_an_import_refused_halfway_removes_the_new_project(tmp_path):
     assert str(err.value).startswith("forest ") and ".incoming" not in str(err.value)
     assert [p.slug for p in projects.list_projects(tmp_path / "there")] == ["default"]
     assert not list((tmp_path / "there" / "projects").iterdir())
+
+
+def test_signed_in_users_see_only_their_own_projects(tmp_path):
+    anna = projects.home_project("anna", tmp_path)
+    assert anna.name == "anna's project" and anna.owner == "anna"
+    assert projects.home_project("anna", tmp_path) == anna  # the same one next time
+    ben = projects.create_project("Steel", tmp_path, user="ben")
+    projects.create_project("Steel", tmp_path, user="anna")  # names are per user
+    assert [p.name for p in projects.list_projects(tmp_path, "anna")] == [
+        "anna's project", "Steel"]  # fmt: skip
+    assert [p.slug for p in projects.list_projects(tmp_path, "ben")] == [ben.slug]
+    assert len(projects.list_projects(tmp_path)) == 4  # no sign-in: everything
+    for act in (
+        lambda: projects.get_project(ben.slug, tmp_path, "anna"),
+        lambda: projects.get_project("default", tmp_path, "anna"),
+        lambda: projects.rename_project(ben.slug, "Mine now", tmp_path, "anna"),
+        lambda: projects.delete_project(ben.slug, tmp_path, "anna"),
+        lambda: projects.export_project_file(ben.slug, tmp_path / "x.zip", tmp_path, "anna"),
+    ):
+        with pytest.raises(InputError, match="There is no project"):
+            act()
+    assert ben.root.is_dir() and not (tmp_path / "x.zip").exists()
+    path = projects.export_project_file(ben.slug, tmp_path / "ben.zip", tmp_path, "ben")
+    copy, _ = projects.import_project_file(path, root=tmp_path, user="anna")
+    assert copy.owner == "anna" and copy.name == "Steel (2)"

@@ -60,7 +60,7 @@ def _go_to(project: str | None, image: str | None) -> str | None:
     """Switch to ``project`` and open ``image``; the sentence that says what failed."""
     if project is not None and project != state.get("project"):
         try:
-            slug = get_project(project).slug
+            slug = get_project(project, user=state.get("user")).slug
         except InputError:
             return (
                 "The project in this address is not on this server (it was deleted, or the "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from webui import address, state, workspace
+from webui import address, signin, state, workspace
 
 
 def page_setup(title: str) -> None:
@@ -13,11 +13,13 @@ def page_setup(title: str) -> None:
         page_title=f"{title} · microseg", page_icon=":material/biotech:", layout="wide"
     )
     state.init_state()
+    signin.require_sign_in()
     address.follow_address()
     _stroke_conflict()
     image = state.get("image")
     with st.sidebar:
         st.caption(f"Project: {workspace.current_project().name}")
+        signin.sign_out_button()
         if image is None:
             st.caption("No image open: pick a sample or upload one on the home page.")
         else:

@@ -33,7 +33,7 @@ def project_panel() -> None:
             "A project holds its images, strokes, models and specimen fields. Everyone on "
             "this server can open every project; the address of a page names its project."
         )
-        everything = projects.list_projects()
+        everything = projects.list_projects(user=state.get("user"))
         names = {p.slug: p.name for p in everything}
         chosen = st.selectbox(
             "Work in", list(names), index=list(names).index(current.slug),
@@ -48,7 +48,7 @@ def project_panel() -> None:
             )
             if st.form_submit_button("Create and open", key="project_create"):
                 try:
-                    made = projects.create_project(name)
+                    made = projects.create_project(name, user=state.get("user"))
                 except InputError as exc:
                     st.error(str(exc))
                 else:
@@ -59,7 +59,7 @@ def project_panel() -> None:
             )
             if st.form_submit_button("Rename", key="project_rename_go"):
                 try:
-                    renamed = projects.rename_project(current.slug, name)
+                    renamed = projects.rename_project(current.slug, name, user=state.get("user"))
                 except InputError as exc:
                     st.error(str(exc))
                 else:
@@ -78,7 +78,9 @@ def _export(current: projects.Project) -> None:
         with st.spinner("Packing the project ..."), tempfile.TemporaryDirectory() as tmp:
             stem = re.sub(r"[^A-Za-z0-9_-]+", "_", current.name).strip("_") or "project"
             try:
-                path = projects.export_project_file(current.slug, Path(tmp) / f"{stem}.zip")
+                path = projects.export_project_file(
+                    current.slug, Path(tmp) / f"{stem}.zip", user=state.get("user")
+                )
                 prepared = (current.slug, path.name, path.read_bytes())
             except InputError as exc:
                 st.error(str(exc))
@@ -99,7 +101,7 @@ def _import() -> None:
     if up is not None and st.button("Import as a new project", key="project_import_go"):
         with st.spinner("Checking and importing the project ..."):
             try:
-                made, summary = projects.import_project_file(up.getvalue())
+                made, summary = projects.import_project_file(up.getvalue(), user=state.get("user"))
             except InputError as exc:
                 st.error(str(exc))
                 return
@@ -125,11 +127,13 @@ def _delete(current: projects.Project) -> None:
         c_yes, c_no, _ = st.columns([1, 1, 4])
         if c_yes.button("Delete", key="project_delete_yes", type="primary"):
             try:
-                projects.delete_project(current.slug)
+                projects.delete_project(current.slug, user=state.get("user"))
             except InputError as exc:
                 st.error(str(exc))
                 return
-            _go(projects.DEFAULT_SLUG, f"Deleted the project {current.name}.")
+            user = state.get("user")
+            home = projects.home_project(user) if user else projects.get_project("default")
+            _go(home.slug, f"Deleted the project {current.name}.")
         if c_no.button("Cancel", key="project_delete_no"):
             state.put("project_confirm_delete", False)
             st.rerun()

@@ -56,6 +56,8 @@ DEFAULTS: dict[str, Any] = {
     "workspace_models": {},  # "classical" / "deep" -> workspace id of that session model
     "workspace_pixel_size": None,  # pixel size of the current image as last saved
     "workspace_broken": {},  # workspace model id -> why it cannot be loaded (one sentence)
+    "signed_in": False,  # passed the sign-in of webui.signin (when the server asks for one)
+    "user": None,  # who signed in with a per-user token (None: no per-user sign-in)
     "project": "default",  # slug of the project this session works in (microseg.projects)
     "project_confirm_delete": False,  # the delete of the current project awaits confirmation
     "project_file": None,  # (slug, file name, bytes) of a prepared project export
@@ -73,11 +75,16 @@ def init_state() -> None:
         reset_classes(st.session_state["task"])
 
 
+KEPT_ON_START_OVER = ("signed_in", "user")
+
+
 def start_over(project: str) -> None:
     """A fresh session in ``project``: every key back to its default (the open image,
-    strokes, models and results belong to the project that was open)."""
+    strokes, models and results belong to the project that was open); who signed in
+    stays."""
     for key, value in DEFAULTS.items():
-        st.session_state[key] = _copy(value)
+        if key not in KEPT_ON_START_OVER:
+            st.session_state[key] = _copy(value)
     st.session_state["project"] = project
     reset_classes(st.session_state["task"])
 

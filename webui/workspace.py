@@ -23,7 +23,7 @@ import numpy as np
 import streamlit as st
 
 from microseg.errors import InputError, MicrosegError, ModelFileError
-from microseg.projects import DEFAULT_SLUG, Project, get_project
+from microseg.projects import DEFAULT_SLUG, Project, get_project, home_project
 from microseg.store import ANY_VERSION, ImageRecord, ModelRecord, StrokesChanged, Workspace
 from webui import state
 
@@ -41,18 +41,21 @@ def _open(root: str) -> Workspace:
 
 
 def current_project() -> Project:
-    """The project this session works in; when it was deleted (in another tab, by
-    someone else) the session starts over in the default project and says why."""
-    slug = state.get("project")
+    """The project this session works in (for a signed-in user: one of theirs). When it
+    was deleted (in another tab, by someone else) the session starts over in the
+    default project, or the user's first, and says why."""
+    slug, user = state.get("project"), state.get("user")
     try:
-        return get_project(slug)
+        return get_project(slug, user=user)
     except InputError:
-        state.start_over(DEFAULT_SLUG)
-        state.put(
-            "project_message",
-            "The project you were working in was deleted; you are in the default project now.",
-        )
-        return get_project(DEFAULT_SLUG)
+        home = home_project(user) if user else get_project(DEFAULT_SLUG)
+        state.start_over(home.slug)
+        if slug != DEFAULT_SLUG or not user:
+            state.put(
+                "project_message",
+                f"The project you were working in was deleted; you are in {home.name} now.",
+            )
+        return home
 
 
 def workspace() -> Workspace | None:
