@@ -47,39 +47,48 @@ def server_workspace(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("server-workspace")
 
 
-@pytest.fixture(scope="session")
-def server_url(server_workspace):
-    """Start ``streamlit run app.py`` on a free loopback port; stop it afterwards."""
+def start_streamlit(workspace: Path, log_path: Path) -> tuple[subprocess.Popen, str]:
+    """``streamlit run app.py`` on a free loopback port with ``workspace``; (process, url)."""
     port = _free_port()
-    env = dict(os.environ, PYTHONUNBUFFERED="1", MICROSEG_WORKSPACE=str(server_workspace))
-    log = open(ROOT / ".pytest_streamlit.log", "w")  # noqa: SIM115
+    env = dict(os.environ, PYTHONUNBUFFERED="1", MICROSEG_WORKSPACE=str(workspace))
+    log = open(log_path, "w")  # noqa: SIM115 - closed with the process
     proc = subprocess.Popen(
         [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"),
          "--server.headless", "true", "--server.address", "127.0.0.1",
          "--server.port", str(port), "--browser.gatherUsageStats", "false"],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
+    proc.log = log  # type: ignore[attr-defined]
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 60
     while time.time() < deadline:
         try:
             urllib.request.urlopen(url + "/_stcore/health", timeout=2)
-            break
+            return proc, url
         except OSError:
             if proc.poll() is not None:
-                log_text = (ROOT / ".pytest_streamlit.log").read_text()
-                raise RuntimeError(f"streamlit exited: {log_text}") from None
+                raise RuntimeError(f"streamlit exited: {log_path.read_text()}") from None
             time.sleep(0.5)
-    else:
-        proc.terminate()
-        raise RuntimeError("streamlit did not start within 60 s")
-    yield url
+    proc.terminate()
+    raise RuntimeError("streamlit did not start within 60 s")
+
+
+def stop_streamlit(proc: subprocess.Popen) -> None:
+    """Stop a server from :func:`start_streamlit` (terminate, then kill)."""
     proc.terminate()
     try:
         proc.wait(timeout=10)
     except subprocess.TimeoutExpired:
         proc.kill()
-    log.close()
+    proc.log.close()  # type: ignore[attr-defined]
+
+
+@pytest.fixture(scope="session")
+def server_url(server_workspace):
+    """Start ``streamlit run app.py`` on a free loopback port; stop it afterwards."""
+    proc, url = start_streamlit(server_workspace, ROOT / ".pytest_streamlit.log")
+    yield url
+    stop_streamlit(proc)
 
 
 @pytest.fixture(scope="session")
