@@ -6,6 +6,7 @@ Label ids need not be contiguous; 0 is background everywhere.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -335,8 +336,10 @@ def boundary_f1(
     g = np.asarray(gt_boundary) != 0
     p = np.asarray(pred_boundary) != 0
     _check_shapes(g, p)
-    if tolerance < 0:
-        raise InputError(f"The boundary tolerance must be >= 0 pixels, got {tolerance}.")
+    if not (math.isfinite(tolerance) and tolerance >= 0):  # NaN compares false both ways
+        raise InputError(
+            f"The boundary tolerance must be a finite number of pixels >= 0, got {tolerance}."
+        )
     ng, np_ = int(g.sum()), int(p.sum())
     if ng == 0 and np_ == 0:
         return BoundaryF1(1.0, 1.0, 1.0)

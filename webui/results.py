@@ -17,13 +17,13 @@ from webui.render import class_overlay, display_plane
 from webui.widgets import kept_slider
 
 
-def _stroke_problem(strokes: np.ndarray | None, n_classes: int) -> str | None:
+def _stroke_problem(strokes: np.ndarray | None, names: list[str]) -> str | None:
     from microseg.strokes import validate_strokes
 
     if strokes is None:
         return "Paint a few strokes of at least two classes to train a model."
     try:
-        validate_strokes(strokes, strokes.shape, n_classes)
+        validate_strokes(strokes, strokes.shape, len(names), classes=names)
     except InputError as exc:
         return str(exc)
     return None
@@ -49,7 +49,7 @@ def _classical_panel(image, t, strokes, names, task, classes):
     )
     state.put("live_update", live)
     fs = feature_selector()
-    problem = _stroke_problem(strokes, len(names))
+    problem = _stroke_problem(strokes, names)
     clicked = st.button("Train", key="rf_train", disabled=live or problem is not None)
     preds = state.get("predictions")
     pkey = ("classical", state.get("image_id"), t)
@@ -244,7 +244,7 @@ def _deep_panel(image, t, strokes, names, task, classes):
         training.finish_deep_training(job)
         if job.error is not None:
             st.error(f"Training stopped with an error: {job.error}")
-    problem = _stroke_problem(strokes, len(names))
+    problem = _stroke_problem(strokes, names)
     has_builtin = task in ("nuclei", "grains") and builtin_available(task)
     from_builtin = st.checkbox(
         f"Start from the built-in {task} model",
