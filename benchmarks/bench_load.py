@@ -153,18 +153,23 @@ def session(url: str, seconds: float, index: int, chromium: str) -> dict:
             act(
                 "train",
                 lambda: (
-                    page.get_by_role("button", name="Train U-Net").click()
+                    page.get_by_role("button", name="Train U-Net").click(timeout=120_000)
                     or page.get_by_text("Training the U-Net: step").first.wait_for(timeout=60_000)
                 ),
                 settle=False,
-            )  # fmt: skip  (the page reruns while it trains)
+            )  # the page reruns while it trains: no settling
         while time.perf_counter() < deadline:
             act("annotate", lambda: nav("Annotate"))
             if index != 0:
                 act("paint", paint)
             act("measure", measure)
             act("home", lambda: nav("Home"))
-        held = page.get_by_text("Image:").count() > 0  # the session still has its image
+        try:  # the session still has its image: the sidebar of a fresh page run names it
+            nav("Image")
+            page.get_by_test_id("stSidebar").get_by_text("Image:").wait_for(timeout=120_000)
+            held = True
+        except Exception:  # noqa: BLE001
+            held = False
         browser.close()
     return {"latencies": latencies, "errors": errors, "held": held}
 

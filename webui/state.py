@@ -218,4 +218,6 @@ def _persist() -> None:
         had_conflict = bool(st.session_state.get("workspace_conflict"))
         save_current_strokes()
         if st.session_state.get("workspace_conflict") and not had_conflict:
-            st.rerun()  # the page shows the conflict at its top, from the next run
+            # said now; the top of every page says it from the next run on (a rerun here
+            # would cut short the page that is taking in the new strokes)
+            st.toast(st.session_state["workspace_conflict"], icon=":material/sync_problem:")

@@ -326,8 +326,12 @@ def test_two_tabs_on_one_image_never_overwrite_each_other_unasked(workspace_dir)
     theirs = painted(tab_b)
     assert np.array_equal(stored(), theirs)
 
+    one_stroke = int((painted(tab_a) > 0).sum())
     _draw(tab_a, [_path(colour, [(20, 20), (300, 20)]), _path(colour, [(20, 120), (300, 120)])])
     assert np.array_equal(stored(), theirs)  # tab A did not overwrite tab B
+    assert any("another tab" in t.value for t in tab_a.toast)  # said at once
+    assert (painted(tab_a) > 0).sum() > one_stroke  # and this tab keeps its new stroke
+    tab_a.run()
     (warning,) = [w for w in tab_a.warning if "another tab" in w.value]
     assert "kept in this tab" in warning.value
     tab_a.button(key="conflict_theirs").click().run()
@@ -344,6 +348,7 @@ def test_two_tabs_on_one_image_never_overwrite_each_other_unasked(workspace_dir)
     _draw(tab_a, [_path(colour, [(20, 60), (300, 60)])])  # A has B's first save: stale again
     assert (painted(tab_a) != before).any()
     assert tab_a.session_state["workspace_conflict"] is not None
+    tab_a.run()  # the notice and its buttons are at the top from the next run
     tab_a.button(key="conflict_mine").click().run()
     assert not tab_a.exception and tab_a.session_state["workspace_conflict"] is None
     assert np.array_equal(stored(), painted(tab_a))

@@ -52,3 +52,19 @@ def test_refresh_and_shared_address_reopen_the_image_on_the_same_page(page, brow
     settle(page)
     no_traceback(page)
     assert not page.errors
+
+
+def test_paint_refresh_and_find_the_same_strokes_on_the_same_page(page):
+    from tests.e2e.browser import open_annotate, paint_nuclei_strokes
+
+    paint_nuclei_strokes(page, open_annotate(page))
+    painted = page.get_by_text(re.compile(r"^Painted pixels:"))
+    expect(painted).to_be_visible(timeout=60_000)
+    before = painted.inner_text()
+    assert re.search(r"background \d+, nucleus \d+", before)
+    page.wait_for_url(re.compile(r"/Annotate\?image=\d+$"), timeout=60_000)
+    page.reload(wait_until="domcontentloaded")
+    expect(page.get_by_text(re.compile(r"^Painted pixels:"))).to_have_text(before, timeout=60_000)
+    settle(page)
+    no_traceback(page)
+    assert "/Annotate?image=" in page.url and not page.errors

@@ -43,7 +43,15 @@ def test_a_stale_tab_is_told_and_chooses(page, browser, server_workspace):
     theirs = _stored(server_workspace)
     assert (theirs != first).any()
 
+    painted = page.get_by_text(re.compile(r"^Painted pixels:"))
+    before = painted.inner_text()
     stroke(page, upper, [(30, 300), (200, 300)])
+    expect(page.get_by_text(re.compile("changed in another tab")).first).to_be_visible(
+        timeout=60_000
+    )  # said at once (a toast); the notice is at the top of the next page run
+    settle(page)
+    assert painted.inner_text() != before  # this tab keeps its new stroke
+    page.get_by_test_id("stSidebarNav").get_by_text("Annotate", exact=True).click()
     notice = page.locator(".st-key-stroke_conflict")
     expect(notice.get_by_text(re.compile("changed in another tab"))).to_be_visible(timeout=60_000)
     settle(page)
