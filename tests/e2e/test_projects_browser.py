@@ -11,16 +11,16 @@ from playwright.sync_api import expect
 from tests.e2e.browser import no_traceback, open_sample, settle
 from tests.e2e.conftest import SHOTS
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
 
 def _grain_figures(page) -> dict[str, str]:
     """The metric tiles of the Grains page (label -> value) once the map is drawn."""
     expect(page.get_by_role("heading", name="Grains", exact=True)).to_be_visible(timeout=60_000)
     page.locator(".st-key-grains_map .js-plotly-plot image").wait_for(
-        state="attached", timeout=120_000
+        state="attached", timeout=240_000
     )
-    settle(page, 120_000)
+    settle(page, 240_000)
     no_traceback(page)
     metrics = page.get_by_test_id("stMetric")
     out = {}
@@ -40,6 +40,7 @@ def _nav(page, name: str) -> None:
 def test_export_a_project_and_import_it_as_a_new_one(page, tmp_path):
     open_sample(page, "synthetic-grains")
     _nav(page, "Grains")
+    _grain_figures(page)  # the first map, before the pixel size changes it
     size = page.get_by_label("Pixel size (µm/px), 0 = use the file's")
     expect(size).to_be_visible(timeout=60_000)
     size.fill("0.2500")
