@@ -122,9 +122,11 @@ def get_project(
 ) -> Project:
     """The project ``slug`` as ``user`` sees it; :class:`InputError` when there is none."""
     if isinstance(slug, str) and (slug == DEFAULT_SLUG or _SLUG.match(slug)):
-        for project in list_projects(root, user):
-            if project.slug == slug:
-                return project
+        folder = _folder(slug, root)  # only this project's folder is read
+        if slug == DEFAULT_SLUG or folder.is_dir():
+            name, owner = _read_info(folder, DEFAULT_NAME if slug == DEFAULT_SLUG else slug)
+            if user is None or owner == user:
+                return Project(slug, name, folder, owner)
     shown = str(slug)[:60]
     raise InputError(f"There is no project '{shown}' on this server.")
 
@@ -226,7 +228,10 @@ def import_project_file(
     return project, summary
 
 
-def home_project(user: str, root: str | os.PathLike | None = None) -> Project:
-    """The project a signed-in ``user`` lands in: their first, or a new one of their own."""
+def home_project(user: str | None, root: str | os.PathLike | None = None) -> Project:
+    """The project a session lands in: the default one without per-user sign-in, else
+    the user's first, or a new one of their own."""
+    if user is None:
+        return get_project(DEFAULT_SLUG, root)
     own = list_projects(root, user)
     return own[0] if own else create_project(f"{user[:60]}'s project", root, user)

@@ -64,7 +64,7 @@ def _go_to(project: str | None, image: str | None) -> str | None:
         except InputError:
             return (
                 "The project in this address is not on this server (it was deleted, or the "
-                "link comes from another server); you are in the default project."
+                "link comes from another server); you stay in the project you were in."
             )
         state.start_over(slug)
     if image is None:

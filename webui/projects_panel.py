@@ -29,9 +29,14 @@ def project_panel() -> None:
         if message:
             st.info(message)
             state.put("project_message", None)
+        who = (
+            "Only you see your projects."
+            if state.get("user")
+            else "Everyone on this server can open every project."
+        )
         st.caption(
-            "A project holds its images, strokes, models and specimen fields. Everyone on "
-            "this server can open every project; the address of a page names its project."
+            f"A project holds its images, strokes, models and specimen fields. {who} "
+            "The address of a page names its project."
         )
         everything = projects.list_projects(user=state.get("user"))
         names = {p.slug: p.name for p in everything}
@@ -131,8 +136,7 @@ def _delete(current: projects.Project) -> None:
             except InputError as exc:
                 st.error(str(exc))
                 return
-            user = state.get("user")
-            home = projects.home_project(user) if user else projects.get_project("default")
+            home = projects.home_project(state.get("user"))
             _go(home.slug, f"Deleted the project {current.name}.")
         if c_no.button("Cancel", key="project_delete_no"):
             state.put("project_confirm_delete", False)

@@ -91,7 +91,7 @@ def require_sign_in() -> None:
             user = name.strip() if cfg.users else None
             state.put("signed_in", True)
             state.put("user", user)
-            state.start_over(home_project(user).slug if user else DEFAULT_SLUG)
+            state.start_over(home_project(user).slug)
             st.rerun()
         time.sleep(FAILED_WAIT_S)
         st.error(

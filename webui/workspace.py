@@ -48,7 +48,7 @@ def current_project() -> Project:
     try:
         return get_project(slug, user=user)
     except InputError:
-        home = home_project(user) if user else get_project(DEFAULT_SLUG)
+        home = home_project(user)
         state.start_over(home.slug)
         if slug != DEFAULT_SLUG or not user:
             state.put(

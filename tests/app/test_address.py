@@ -11,13 +11,6 @@ from tests.apphelpers import ROOT, new_app
 pytestmark = pytest.mark.timeout(300)
 
 
-@pytest.fixture
-def workspace_dir(tmp_path, monkeypatch):
-    path = tmp_path / "workspace"
-    monkeypatch.setenv("MICROSEG_WORKSPACE", str(path))
-    return path
-
-
 def _visit(image_param: str | None, page: str | None = None) -> AppTest:
     """A fresh session (a refresh, a bookmark, a colleague's link) at this address."""
     at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=120)

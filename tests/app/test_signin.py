@@ -14,11 +14,9 @@ USERS = {"anna": "anna-token-123", "ben": "ben-token-456"}
 
 
 @pytest.fixture
-def server_root(tmp_path, monkeypatch):
-    path = tmp_path / "workspace"
-    monkeypatch.setenv("MICROSEG_WORKSPACE", str(path))
-    monkeypatch.setattr("webui.signin.FAILED_WAIT_S", 0.0)
-    return path
+def server_root(workspace_dir, monkeypatch):
+    monkeypatch.setattr("webui.signin.FAILED_WAIT_S", 0.0)  # no wait after a wrong token
+    return workspace_dir
 
 
 def _app(auth: dict | None, page: str | None = None) -> AppTest:

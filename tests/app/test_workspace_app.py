@@ -14,13 +14,6 @@ from tests.apphelpers import new_app
 pytestmark = pytest.mark.timeout(300)
 
 
-@pytest.fixture
-def workspace_dir(tmp_path, monkeypatch):
-    path = tmp_path / "workspace"
-    monkeypatch.setenv("MICROSEG_WORKSPACE", str(path))
-    return path
-
-
 def _path(colour: str, points: list[tuple[float, float]], width: float = 12) -> dict:
     cmds = [["M", *points[0]]] + [["L", *p] for p in points[1:]]
     return {"type": "path", "stroke": colour, "strokeWidth": width, "path": cmds, "fill": None}
