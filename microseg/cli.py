@@ -57,7 +57,14 @@ def _build_parser() -> argparse.ArgumentParser:
     t.add_argument("--images", nargs="+", required=True, type=Path)
     g = t.add_mutually_exclusive_group(required=True)
     g.add_argument("--labels", nargs="+", type=Path, help="stroke label images, one per image")
-    g.add_argument("--masks", nargs="+", type=Path, help="dense ground-truth masks, one per image")
+    g.add_argument(
+        "--masks",
+        nargs="+",
+        type=Path,
+        help="dense ground-truth masks, one per image: label images (PNG/TIFF/.npy), QuPath "
+        "GeoJSON (.geojson) or ImageJ ROIs (RoiSet .zip, .roi); outlines become objects, "
+        "lines grain boundaries",
+    )
     t.add_argument("--classes", help="comma-separated class names (semantic task)")
     t.add_argument(
         "--init",
@@ -131,6 +138,12 @@ def _build_parser() -> argparse.ArgumentParser:
         help="segment every frame on its own (by default a nucleus cut in two, or two "
         "nuclei merged, in one frame only is fixed from the frames before and after)",
     )
+    n.add_argument(
+        "--geojson",
+        action="store_true",
+        help="also write DIR/<stem>.geojson: one QuPath detection per nucleus (outline, "
+        "measurements, class Nucleus; ids as in the label image) for File > Import objects",
+    )
     n.add_argument("images", nargs="+", type=Path, metavar="IMAGE_OR_STACK")
 
     gr = sub.add_parser(
@@ -187,6 +200,12 @@ def _build_parser() -> argparse.ArgumentParser:
         help="the images are fields of one specimen: also write DIR/NAME_specimen.json, "
         "G pooled over every field with its field-to-field 95 %% CI (ASTM E112 §15)",
     )
+    gr.add_argument(
+        "--geojson",
+        action="store_true",
+        help="also write DIR/<stem>.geojson: one QuPath detection per grain (outline in the "
+        "whole image's pixels, measurements, class Grain; ids as in the grain map)",
+    )
     gr.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
 
     b = sub.add_parser(
@@ -205,6 +224,11 @@ def _build_parser() -> argparse.ArgumentParser:
         "--drop-data-bar",
         action="store_true",
         help="grains: leave each image's data bar (text and scale bar strip) out",
+    )
+    b.add_argument(
+        "--geojson",
+        action="store_true",
+        help="nuclei and grains: also write DIR/<stem>.geojson for QuPath",
     )
     b.add_argument("--scheduler", default=None, help="Dask scheduler address tcp://HOST:PORT")
     b.add_argument("inputs", nargs="+", metavar="INPUT", help="files, folders or globs")

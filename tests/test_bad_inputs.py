@@ -97,6 +97,47 @@ def files(tmp_path_factory) -> dict[str, Path]:
     raw("model_huge_header", ".safetensors", struct.pack("<Q", 10**15) + b"{}")
     raw("model_onnx", ".onnx", b"\x08\x07\x12\x04onnx" + rng.bytes(64))
     raw("model_torch", ".pt", b"PK\x03\x04" + rng.bytes(64))
+    # masks drawn in other tools
+    raw("geojson_empty", ".geojson", b"")
+    raw("geojson_not_json", ".geojson", b"{'type': 'FeatureCollection', ")
+    raw("geojson_deep", ".geojson", b"[" * 100_000 + b"]" * 100_000)
+    raw("geojson_no_features", ".geojson", b'{"type": "Topology"}')
+    raw(
+        "geojson_points",
+        ".geojson",
+        json.dumps(
+            {
+                "type": "FeatureCollection",
+                "features": [
+                    {"type": "Feature", "geometry": {"type": "Point", "coordinates": [3, 4]}}
+                ],
+            }
+        ).encode(),
+    )
+    raw(
+        "geojson_nan",
+        ".geojson",
+        b'{"type": "Polygon", "coordinates": [[[0, 0], [NaN, 5], [5, 5], [0, 0]]]}',
+    )
+    raw(
+        "geojson_text_coords",
+        ".geojson",
+        b'{"type": "Polygon", "coordinates": [[["a", 0], [1, 5], [5, 5], [0, 0]]]}',
+    )
+    raw(
+        "geojson_outside",
+        ".geojson",
+        b'{"type": "Polygon", "coordinates": '
+        b"[[[1000, 1000], [1010, 1000], [1010, 1010], [1000, 1000]]]}",
+    )
+    raw("geojson_latin1", ".geojson", '{"name": "caf\u00e9"}'.encode("latin-1"))
+    raw("cellpose_seg", "_seg.npy", pickle.dumps({"masks": np.zeros((64, 64))}))
+    pickled_npy = d / "pickled.npy"
+    np.save(pickled_npy, np.array({"masks": 1}, dtype=object), allow_pickle=True)
+    f["pickled_npy"] = pickled_npy
+    raw("roiset_broken", ".zip", b"PK\x03\x04" + rng.bytes(200))
+    np.save(d / "labels_wrong_shape.npy", np.zeros((10, 10), np.uint16))
+    f["npy_wrong_shape"] = d / "labels_wrong_shape.npy"
     nan_w = {"w": np.full((4, 3), np.nan, np.float32)}
     f["model_unknown_kind"] = save_model(d / "unknown_kind.safetensors", nan_w,
                                          {"kind": "svm", "task": "grains"})  # fmt: skip
@@ -116,6 +157,12 @@ def _train(images="good", labels="strokes", method="rf", extra=()):  # noqa: ANN
     return lambda f, out: ["train", "--method", method, "--task", "grains", "--out",
                            str(out / "m.safetensors"), "--images", str(f[images]), "--labels",
                            str(f[labels]), *extra]  # fmt: skip
+
+
+def _train_masks(masks: str, task: str = "nuclei"):  # noqa: ANN202
+    return lambda f, out: ["train", "--method", "rf", "--task", task, "--out",
+                           str(out / "m.safetensors"), "--images", str(f["good"]), "--masks",
+                           str(f[masks])]  # fmt: skip
 
 
 def _nuclei(extra=()):  # noqa: ANN001, ANN202
@@ -213,6 +260,21 @@ CATALOGUE = {
         _train(method="unet", labels="strokes_one_class", extra=("--seconds", "1")),
         "two classes",
     ),  # fmt: skip
+    # masks from other tools that cannot train
+    "GeoJSON empty": (_train_masks("geojson_empty"), "empty"),
+    "GeoJSON not JSON": (_train_masks("geojson_not_json"), "not valid GeoJSON"),
+    "GeoJSON nested 100000 deep": (_train_masks("geojson_deep"), "GeoJSON"),
+    "GeoJSON without features": (_train_masks("geojson_no_features"), "not GeoJSON"),
+    "GeoJSON of points": (_train_masks("geojson_points"), "no polygon"),
+    "GeoJSON NaN coordinate": (_train_masks("geojson_nan"), "NaN"),
+    "GeoJSON text coordinate": (_train_masks("geojson_text_coords"), "not numbers"),
+    "GeoJSON outside the image": (_train_masks("geojson_outside", "grains"), "no object inside"),
+    "GeoJSON not UTF-8": (_train_masks("geojson_latin1"), "UTF-8"),
+    "Cellpose _seg.npy": (_train_masks("cellpose_seg"), "pickle"),
+    "pickled .npy": (_train_masks("pickled_npy"), "pickle"),
+    "RoiSet zip damaged": (_train_masks("roiset_broken"), "ROI"),
+    "label .npy of another size": (_train_masks("npy_wrong_shape"), "10x10"),
+    "GeoJSON for a semantic task": (_train_masks("geojson_points", "semantic"), "nuclei or grains"),
     # impossible outputs and batches
     "output is a file": (
         lambda f, out: [

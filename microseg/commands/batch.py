@@ -80,7 +80,8 @@ def _is_image(path: Path, suffixes: tuple[str, ...]) -> bool:
 
 def _namespace(args: argparse.Namespace, path: Path, stem: str | None) -> argparse.Namespace:
     """Arguments of the single command for one input (``stem``: of its output names)."""
-    common = {"model": args.model, "out": Path(args.out), "stems": [stem] if stem else None}
+    common = {"model": args.model, "out": Path(args.out), "stems": [stem] if stem else None,
+              "geojson": bool(getattr(args, "geojson", False))}  # fmt: skip
     if args.task == "nuclei":
         return argparse.Namespace(
             **common, pixel_size=args.pixel_size, channel=None, track=False, images=[path]
@@ -123,9 +124,11 @@ def run_one(
     progress: Callable[[str], None] | None = None,
     drop_data_bar: bool = False,
     stem: str | None = None,
+    geojson: bool = False,
 ) -> dict[str, Any]:
     """Process one input; never raises for a bad input (``drop_data_bar``: grains,
-    leave the image's data bar out; ``stem``: of the output names, unique in the run).
+    leave the image's data bar out; ``stem``: of the output names, unique in the run;
+    ``geojson``: nuclei and grains also write ``<stem>.geojson``).
 
     Returns
     -------
@@ -135,7 +138,12 @@ def run_one(
     """
     report = progress or (lambda msg: None)
     ns = argparse.Namespace(
-        task=task, model=model, out=out, pixel_size=pixel_size, drop_data_bar=drop_data_bar
+        task=task,
+        model=model,
+        out=out,
+        pixel_size=pixel_size,
+        drop_data_bar=drop_data_bar,
+        geojson=geojson,
     )
     try:
         if task == "nuclei":
@@ -149,6 +157,7 @@ def run_one(
                 pixel_size_um=pixel_size,
                 progress=report,
                 stem=stem,
+                geojson=geojson,
             )
         else:
             result = _command(task)(_namespace(ns, Path(path), stem), report)
@@ -198,6 +207,7 @@ def _run_dask(
             [None] * len(paths),
             [args.drop_data_bar] * len(paths),
             stems,
+            [bool(args.geojson)] * len(paths),
             pure=False,
         )
         order = {f.key: i for i, f in enumerate(futures)}
@@ -242,7 +252,8 @@ def cmd_batch(args: argparse.Namespace, progress: Callable[[str], None]) -> dict
         for i, (path, stem) in enumerate(zip(paths, stems, strict=True), start=1):
             progress(f"[{i}/{len(paths)}] {path.name}")
             res = run_one(args.task, str(args.model), str(args.out), args.pixel_size, str(path),
-                          progress, drop_data_bar=args.drop_data_bar, stem=stem)  # fmt: skip
+                          progress, drop_data_bar=args.drop_data_bar, stem=stem,
+                          geojson=bool(getattr(args, "geojson", False)))  # fmt: skip
             _report(res, progress)
             results.append(res)
     failed = [r for r in results if not r["ok"]]

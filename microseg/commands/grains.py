@@ -205,6 +205,15 @@ def cmd_grains(args: argparse.Namespace, progress: Callable[[str], None]) -> dic
                            stack_axes(image), pixel_size_um=ps, metadata=prov,
                            compression="zlib")  # fmt: skip
         cpath, _ = write_table_csv(table, out_dir / f"{stem}_grains.csv", prov)
+        written = {"input": str(path), "grains": str(gpath), "table": str(cpath)}
+        if getattr(args, "geojson", False):
+            from microseg.geojson import GRAIN_COLOR, write_geojson
+
+            written["geojson"] = str(write_geojson(
+                out_dir / f"{stem}.geojson", maps.squeeze(squeeze), class_name="Grain",
+                color=GRAIN_COLOR, table=table, axes=stack_axes(image),
+                offset=(region.y0, region.x0), provenance=prov,
+            ))  # fmt: skip
         summary["provenance"] = prov
         spath = out_dir / f"{stem}_summary.json"
         spath.write_text(json.dumps(jsonable(summary), indent=1), encoding="utf-8")
@@ -216,7 +225,7 @@ def cmd_grains(args: argparse.Namespace, progress: Callable[[str], None]) -> dic
             + "".join(f"\n  - {r}" for r in verdict["reasons"])
         )
         results.append({
-            "input": str(path), "grains": str(gpath), "table": str(cpath), "summary": str(spath),
+            **written, "summary": str(spath),
             "n_grains": summary["n_grains"], "astm_g_planimetric": g_p, "astm_g_intercept": g_i,
             "quality": verdict,
         })  # fmt: skip

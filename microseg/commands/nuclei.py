@@ -47,8 +47,10 @@ def write_outputs(
     stem: str,
     pixel_size_um: float | None,
     prov: dict[str, Any],
+    geojson: bool = False,
 ) -> dict[str, str]:
-    """Write the label TIFF, the CSVs and their provenance sidecars; returns the paths."""
+    """Write the label TIFF, the CSVs and their provenance sidecars (``geojson``: also
+    ``<stem>.geojson``, one QuPath detection per nucleus); returns the paths."""
     from microseg.commands.predict import stack_axes
     from microseg.exports import (
         write_table_csv,
@@ -81,6 +83,20 @@ def write_outputs(
         write_table_csv(run.objects, out_dir / f"{stem}_objects.csv", csv_prov)[0]
     )
     written["frames"] = str(write_table_csv(run.frames, out_dir / f"{stem}_frames.csv", prov)[0])
+    if geojson:
+        from microseg.geojson import NUCLEUS_COLOR, write_geojson
+
+        written["geojson"] = str(
+            write_geojson(
+                out_dir / f"{stem}.geojson",
+                labels,
+                class_name="Nucleus",
+                color=NUCLEUS_COLOR,
+                table=run.objects,
+                axes=stack_axes(image),
+                provenance=lab_prov,
+            )
+        )
     if run.tracks is not None:
         tprov = dict(prov, tracking=run.track_params or {})
         written["tracks"] = str(
@@ -124,9 +140,11 @@ def process_file(
     threshold: float | None = None,
     h_fraction: float | None = None,
     stem: str | None = None,
+    geojson: bool = False,
 ) -> dict[str, Any]:
     """Run ``microseg nuclei`` on one input file; returns a summary of what was written
-    (``stem``: of the output names, by default the file's :func:`microseg.io.image_stem`)."""
+    (``stem``: of the output names, by default the file's :func:`microseg.io.image_stem`;
+    ``geojson``: also write ``<stem>.geojson`` for QuPath)."""
     from microseg.commands.predict import model_provenance, read_input
     from microseg.io import image_stem
 
@@ -176,7 +194,7 @@ def process_file(
     )
     prov = model_provenance(model_spec, model, input=str(path), **params)
     stem = stem or image_stem(path)
-    written = write_outputs(run, image, Path(out_dir), stem, ps, prov)
+    written = write_outputs(run, image, Path(out_dir), stem, ps, prov, geojson=geojson)
     n = len(run.objects)
     counts = run.frames["count"].to_numpy() if len(run.frames) else np.zeros(0)
     report(f"{Path(path).name}: {n} nuclei in {len(run.frames)} frame(s)")
@@ -289,6 +307,7 @@ def cmd_nuclei(args: argparse.Namespace, progress: Callable[[str], None]) -> dic
             threshold=getattr(args, "threshold", None),
             h_fraction=getattr(args, "split_depth", None),
             stem=stem,
+            geojson=bool(getattr(args, "geojson", False)),
         )
         for path, stem in zip(images, output_stems(images), strict=True)
     ]

@@ -4,6 +4,8 @@ Every ``--images`` file is paired with the ``--labels`` (strokes: 0 = unlabelled
 k = class k) or ``--masks`` (dense ground truth, converted to the task's classes)
 file at the same position. A stack is used plane by plane: a label stack pairs
 with the image's planes one to one; a 2-D label image goes with the first plane.
+Masks may also be outlines drawn in other tools (:mod:`microseg.annotations`: QuPath
+GeoJSON, ImageJ ROI sets, NumPy label arrays), rasterised to the image's size.
 The model is written as one safetensors file whose header records the classes,
 the task, the training summary and its provenance.
 """
@@ -92,6 +94,7 @@ def load_training_data(
         Planes ``(Y, X)`` or ``(C, Y, X)``, uint8 targets (0 = unlabelled, k = class k)
         and the first image's pixel size.
     """
+    from microseg.annotations import is_annotation_file, read_mask
     from microseg.deep.train import targets_from_masks
 
     dense = args.masks is not None
@@ -108,10 +111,12 @@ def load_training_data(
     pixel_size: float | None = None
     for ipath, lpath in zip(image_files, label_files, strict=True):
         image = _read(ipath, "image")
-        labels = _read(lpath, what, palette="index")
         if pixel_size is None:
             pixel_size = image.pixel_size_um
-        planes = _label_planes(image, labels, lpath.name)
+        if dense and is_annotation_file(lpath):
+            planes = [read_mask(lpath, image.shape_yx, args.task)]
+        else:
+            planes = _label_planes(image, _read(lpath, what, palette="index"), lpath.name)
         if len(planes) == 1 and image.n_frames * image.n_slices > 1:
             progress(f"{lpath.name} is 2-D: it labels the first plane of {ipath.name}")
         positions = [(t, z) for t in range(image.n_frames) for z in range(image.n_slices)]

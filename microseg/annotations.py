@@ -1,0 +1,180 @@
+"""Annotations made in other tools, read as dense training masks.
+
+QuPath GeoJSON (``.geojson``/``.json``), ImageJ/Fiji ROIs (``RoiSet.zip``, ``.roi``)
+and label arrays saved with NumPy (``.npy``) become the masks ``microseg train
+--masks`` takes: instance labels for nuclei, a boundary map (nonzero = boundary) for
+grains. Label images as PNG/TIFF are read by :func:`microseg.io.read_image` as before.
+
+Cellpose's ``_seg.npy`` holds its masks inside a Python pickle, which is never opened:
+it is refused with one sentence that says what to save from Cellpose instead.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from microseg.errors import InputError
+
+SUFFIXES = (".geojson", ".json", ".zip", ".roi", ".npy")
+"""File types read here rather than as images."""
+MAX_BYTES = 512 * 1024**2
+_AREA_TYPES = ("POLYGON", "FREEHAND", "TRACED", "RECT", "OVAL")
+_LINE_TYPES = ("LINE", "POLYLINE", "FREELINE", "ANGLE")
+
+
+def is_annotation_file(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is read by :func:`read_mask` (by its name)."""
+    return Path(path).suffix.lower() in SUFFIXES
+
+
+def read_mask(path: str | os.PathLike, shape_yx: tuple[int, int], task: str) -> np.ndarray:
+    """A dense mask of ``task``'s convention from an annotation file.
+
+    Parameters
+    ----------
+    path : path
+        ``.geojson``/``.json`` (QuPath or any polygon GeoJSON), ``.zip``/``.roi``
+        (ImageJ ROIs) or ``.npy`` (an integer label array, loaded without pickles).
+    shape_yx : (int, int)
+        The size of the image the annotations belong to.
+    task : str
+        ``"nuclei"``: instance labels (0 = background); ``"grains"``: boundary map
+        (1 on boundaries: outside every grain, where two grains touch, and on traced
+        lines; 0 inside grains).
+
+    Returns
+    -------
+    ndarray
+        ``(Y, X)`` uint32 (nuclei) or uint8 (grains).
+
+    Raises
+    ------
+    InputError
+        One sentence for a file that cannot be used.
+    """
+    p = Path(path)
+    name = p.name
+    if task not in ("nuclei", "grains"):
+        raise InputError(
+            f"{name}: outlines from other tools label objects; use them with --task nuclei "
+            "or grains (semantic masks are images of class numbers)."
+        )
+    if not p.is_file():
+        raise InputError(f"The mask file {p} does not exist.")
+    size = p.stat().st_size
+    if size == 0:
+        raise InputError(f"'{name}' is empty (0 bytes).")
+    if size > MAX_BYTES:
+        raise InputError(f"'{name}' is larger than {MAX_BYTES // 1024**2} MB.")
+    suffix = p.suffix.lower()
+    if suffix == ".npy":
+        labels, lines = _read_npy(p, shape_yx), None
+    elif suffix in (".zip", ".roi"):
+        labels, lines = _read_rois(p, shape_yx)
+    else:
+        from microseg.geojson import read_geojson
+
+        labels, lines, _ = read_geojson(p, shape_yx, name=name)
+    if task == "nuclei":
+        if not labels.any():
+            raise InputError(f"'{name}' outlines no nucleus (it holds lines only).")
+        return labels
+    return boundary_map(labels, lines)
+
+
+def boundary_map(labels: np.ndarray, lines: np.ndarray | None = None) -> np.ndarray:
+    """Grain boundaries (uint8 1) of a grain label image: pixels outside every grain,
+    pixels where two grains touch (one pixel thick, on the higher id's side) and
+    ``lines``; grains that share an edge therefore stay apart."""
+    lab = np.asarray(labels)
+    out = lab == 0
+    for axis in (0, 1):
+        a = np.moveaxis(lab, axis, 0)
+        touch = (a[1:] != a[:-1]) & (a[1:] > 0) & (a[:-1] > 0)
+        o = np.moveaxis(out, axis, 0)
+        higher = a[1:] > a[:-1]
+        o[1:][touch & higher] = True
+        o[:-1][touch & ~higher] = True
+    if lines is not None:
+        out |= np.asarray(lines, bool)
+    return out.astype(np.uint8)
+
+
+def _read_npy(path: Path, shape_yx: tuple[int, int]) -> np.ndarray:
+    name = path.name
+    cellpose = (
+        f"'{name}' is a Cellpose file: its masks are stored inside a Python pickle, which "
+        "microseg never opens; in Cellpose save the masks as PNG or TIFF (File > Save "
+        "masks) and give that file."
+    )
+    if name.lower().endswith("_seg.npy"):
+        raise InputError(cellpose)
+    try:
+        arr = np.load(path, allow_pickle=False, mmap_mode="r")
+    except ValueError as exc:
+        if "pickle" in str(exc).lower() or "python objects" in str(exc).lower():
+            raise InputError(
+                f"'{name}' stores Python objects (a pickle), which microseg never opens; "
+                "save the label array itself (numpy.save of an integer array) or a TIFF."
+            ) from None
+        raise InputError(f"'{name}' is not a NumPy array file ({exc}).") from None
+    except (OSError, EOFError) as exc:
+        raise InputError(f"'{name}' is not a NumPy array file ({exc}).") from None
+    arr = np.squeeze(arr)
+    if arr.ndim != 2 or arr.dtype.kind not in "iub":
+        raise InputError(
+            f"'{name}' holds a {arr.dtype} array of shape {arr.shape}; a mask is a 2-D "
+            "integer label image."
+        )
+    if tuple(arr.shape) != tuple(shape_yx):
+        raise InputError(
+            f"'{name}' is {arr.shape[1]}x{arr.shape[0]} pixels but its image is "
+            f"{shape_yx[1]}x{shape_yx[0]}."
+        )
+    if arr.dtype.kind == "i" and arr.size and int(arr.min()) < 0:
+        raise InputError(f"'{name}' holds negative values; labels must be 0 or positive.")
+    return np.asarray(arr, np.uint32)
+
+
+def _read_rois(path: Path, shape_yx: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Areas (filled, one object each) and lines of the ROIs on the first plane."""
+    import zipfile
+
+    from roifile import ImagejRoi
+
+    from microseg.geojson import paint_line, polygon_pixels
+
+    name = path.name
+    try:
+        rois = ImagejRoi.fromfile(path)
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError, IndexError) as exc:
+        raise InputError(f"'{name}' is not an ImageJ ROI file or RoiSet ZIP ({exc}).") from None
+    except Exception as exc:  # noqa: BLE001 - roifile raises several kinds on damaged files
+        raise InputError(f"'{name}' could not be read as ImageJ ROIs ({exc}).") from None
+    rois = rois if isinstance(rois, list) else [rois]
+    h, w = (int(v) for v in shape_yx)
+    labels = np.zeros((h, w), np.uint32)
+    lines = np.zeros((h, w), bool)
+    n = 0
+    for roi in rois:
+        if any(int(getattr(roi, a, 0) or 0) > 1 for a in ("position", "t_position", "z_position")):
+            continue  # another plane of a stack
+        kind = getattr(roi.roitype, "name", "")
+        xy = np.asarray(roi.coordinates(), np.float64)
+        if xy.ndim != 2 or len(xy) < 2 or not np.isfinite(xy).all():
+            continue
+        if kind in _AREA_TYPES and len(xy) >= 3:
+            rr, cc = polygon_pixels([xy], (h, w))
+            if rr.size:
+                n += 1
+                labels[rr, cc] = n
+        elif kind in _LINE_TYPES:
+            paint_line(lines, xy)
+    if n == 0 and not lines.any():
+        raise InputError(
+            f"'{name}' has no area or line ROI on the first plane inside the {w}x{h} image."
+        )
+    return labels, lines
