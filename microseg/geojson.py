@@ -187,8 +187,7 @@ def features_from_labels(
         }
 
 
-def write_geojson(
-    path: str | os.PathLike,
+def geojson_bytes(
     labels: np.ndarray,
     *,
     class_name: str,
@@ -198,14 +197,12 @@ def write_geojson(
     axes: str = "YX",
     offset: tuple[int, int] = (0, 0),
     provenance: dict[str, Any] | None = None,
-) -> Path:
-    """Write the objects of a label image (``YX``, ``TYX``, ``ZYX`` or ``TZYX``) as a
-    GeoJSON FeatureCollection that QuPath opens (File → Import objects from file).
-
-    Returns
-    -------
-    Path
-    """
+    id_seed: str = "",
+) -> bytes:
+    """The objects of a label image (``YX``, ``TYX``, ``ZYX`` or ``TZYX``) as a GeoJSON
+    FeatureCollection that QuPath opens (File → Import objects from file); the
+    parameters are those of :func:`features_from_labels`, ``provenance`` is kept under
+    the top-level key ``"microseg"``."""
     lab = np.asarray(labels)
     axes = axes.upper()
     if lab.ndim != len(axes) or not axes.endswith("YX") or lab.ndim > 4:
@@ -213,9 +210,6 @@ def write_geojson(
     nt = lab.shape[axes.index("T")] if "T" in axes else 1
     nz = lab.shape[axes.index("Z")] if "Z" in axes else 1
     planes = lab.reshape(nt, nz, *lab.shape[-2:])
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    seed = path.stem
     features: list[dict[str, Any]] = []
     for t in range(nt):
         for z in range(nz):
@@ -229,14 +223,28 @@ def write_geojson(
                     frame=t if "T" in axes else None,
                     z_slice=z if "Z" in axes else None,
                     offset=offset,
-                    id_seed=seed,
+                    id_seed=id_seed,
                 )
             )
     doc: dict[str, Any] = {"type": "FeatureCollection", "features": features}
     if provenance is not None:
         doc["microseg"] = provenance
+    return json.dumps(doc, separators=(",", ":"), default=str).encode("utf-8")
+
+
+def write_geojson(path: str | os.PathLike, labels: np.ndarray, **kw: Any) -> Path:
+    """Write :func:`geojson_bytes` of ``labels`` to ``path`` (replaced whole, never
+    left half-written); feature ids are seeded by the file name.
+
+    Returns
+    -------
+    Path
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = geojson_bytes(labels, id_seed=kw.pop("id_seed", path.stem), **kw)
     tmp = path.with_name(path.name + ".part")
-    tmp.write_text(json.dumps(doc, separators=(",", ":"), default=str), encoding="utf-8")
+    tmp.write_bytes(data)
     os.replace(tmp, path)
     return path
 

@@ -110,6 +110,16 @@ def test_exports_carry_the_grain_map_table_summary_and_report():
     assert side["n_rows"] == len(table) and side["model"] == "truth"
     report = Image.open(io.BytesIO(zf.read("sample_report.png")))
     assert report.size[0] > 1000 and report.size[1] > 600
+    # the QuPath objects are the grain map's grains, with the table's measurements
+    from microseg.geojson import read_geojson
+
+    gj = zf.read("sample.geojson")
+    back, _, classes = read_geojson(gj, labels.shape)
+    np.testing.assert_array_equal(back, labels)
+    assert set(classes) == {"Grain"} and len(classes) == len(table)
+    first = json.loads(gj)["features"][0]["properties"]
+    row = table[table["label"] == first["label"]].iloc[0]
+    assert first["measurements"]["area_um2"] == pytest.approx(row["area_um2"])
 
 
 def test_histogram_bins_select_the_grains_they_count():

@@ -200,13 +200,20 @@ def test_series_with_stop_then_track_and_export(rf_model, tmp_path):
     rois_path = tmp_path / "rois.zip"
     rois_path.write_bytes(rois_zip)
     assert len(roiread(rois_path)) == len(res.table)
+    from microseg.geojson import read_geojson
+
+    gj = export_bytes(res, "geojson")
+    for t in done:
+        back, _, _ = read_geojson(gj, stack.shape[1:], plane=(t, 0))
+        np.testing.assert_array_equal(back, stack[t])
     png = export_bytes(res, "overlay", overlay=at.session_state["nuclei_ui"]["overlay"])
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     prov = json.loads(export_bytes(res, "provenance"))
     assert prov["microseg_version"] and prov["parameters"]["frames"] == len(done)
     with zipfile.ZipFile(io.BytesIO(export_bytes(res, "all"))) as zf:
         names = set(zf.namelist())
-    assert {"labels.tif", "objects.csv", "objects.json", "tracks.csv", "rois.zip"} <= names
+    assert {"labels.tif", "objects.csv", "objects.json", "tracks.csv", "rois.zip",
+            "nuclei.geojson"} <= names  # fmt: skip
 
 
 def test_nucleus_size_rescales_the_builtin_model():

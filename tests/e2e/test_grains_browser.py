@@ -205,3 +205,30 @@ def test_paint_and_erase_boundaries_on_the_grain_map(page):
     no_traceback(page)
     assert _grain_count(page) < n0 - 2
     assert not page.errors
+
+
+def test_the_qupath_geojson_download_is_the_grain_map(page, tmp_path):
+    """The Export section's GeoJSON holds one QuPath detection per grain of the map."""
+    from microseg.geojson import read_geojson
+
+    n = open_grains_page(page)
+    button = page.get_by_role("button", name="QuPath objects (GeoJSON)")
+    button.scroll_into_view_if_needed()
+    settle(page, 120_000)
+    page.screenshot(path=str(SHOTS / "grains_exports.png"))
+    with page.expect_download(timeout=120_000) as info:
+        button.click()
+    gj = tmp_path / "sample.geojson"
+    info.value.save_as(gj)
+    settle(page)
+    with page.expect_download(timeout=120_000) as info:
+        page.get_by_role("button", name="Grain map (TIFF)").click()
+    tif = tmp_path / "grains.tif"
+    info.value.save_as(tif)
+    labels = tifffile.imread(tif)
+    back, _, classes = read_geojson(gj, labels.shape)
+    assert len(classes) == n == labels.max()
+    assert (back == labels).all()
+    expect(page.get_by_text(re.compile(r"the GeoJSON in QuPath"))).to_be_visible()
+    no_traceback(page)
+    assert not page.errors

@@ -84,6 +84,18 @@ def grain_map_tiff(result: dict) -> bytes:
 _ASCII = str.maketrans({"µ": "u", "²": "^2", "–": "-", "§": "par. "})
 
 
+def geojson_bytes(result: dict) -> bytes:
+    """The grains as QuPath detections (GeoJSON), outlines in the whole image's pixels."""
+    from microseg.geojson import GRAIN_COLOR
+    from microseg.geojson import geojson_bytes as to_geojson
+
+    region = result.get("region") or {}
+    offset = (int(region.get("y0", 0)), int(region.get("x0", 0)))
+    return to_geojson(result["labels"], class_name="Grain", color=GRAIN_COLOR,
+                      table=result["table"], offset=offset, id_seed=str(result.get("image_name")),
+                      provenance=jsonable(provenance_record(result)))  # fmt: skip
+
+
 def _font(size: int):  # noqa: ANN202
     """A TrueType font with µ and ² when the system has one, else Pillow's default."""
     from PIL import ImageFont
@@ -203,6 +215,7 @@ def export_zip(result: dict, base: np.ndarray, stem: str) -> bytes:
         zf.writestr(f"{stem}_grains.json", json.dumps(side, indent=1))
         zf.writestr(f"{stem}_summary.json", summary_json(result))
         zf.writestr(f"{stem}_report.png", report_png(result, base))
+        zf.writestr(f"{stem}.geojson", geojson_bytes(result))
     return buf.getvalue()
 
 
@@ -212,21 +225,27 @@ def exports_panel(result: dict, base: np.ndarray, image: MicroImage) -> None:
 
     stem = image_stem(image.name) or "image"
     st.subheader("Export")
-    c = st.columns(5)
-    # made when clicked (a large map's ZIP or report takes a second to build)
+    c = st.columns(3) + st.columns(3)
+    # made when clicked (a large map's ZIP or report takes a second to build); a download
+    # does not rerun the page
     c[0].download_button("Grain map (TIFF)", lambda: grain_map_tiff(result), f"{stem}_grains.tif",
-                         "image/tiff", key="grains_dl_tif")  # fmt: skip
+                         "image/tiff", key="grains_dl_tif", on_click="ignore")  # fmt: skip
     c[1].download_button("Grain table (CSV)", lambda: result["table"].to_csv(index=False),
-                         f"{stem}_grains.csv", "text/csv", key="grains_dl_csv")  # fmt: skip
+                         f"{stem}_grains.csv", "text/csv", key="grains_dl_csv", on_click="ignore")  # fmt: skip
     c[2].download_button("Summary (JSON)", lambda: summary_json(result), f"{stem}_summary.json",
-                         "application/json", key="grains_dl_json")  # fmt: skip
+                         "application/json", key="grains_dl_json", on_click="ignore")  # fmt: skip
     c[3].download_button("Report figure (PNG)", lambda: report_png(result, base),
-                         f"{stem}_report.png", "image/png", key="grains_dl_png")  # fmt: skip
-    c[4].download_button("Everything (ZIP)", lambda: export_zip(result, base, stem),
-                         f"{stem}_grains.zip", "application/zip", key="grains_dl_zip")  # fmt: skip
-    st.caption("The TIFF and the JSON files carry the provenance (microseg version, model, "
-               "model file hash, settings, corrections); the ZIP adds the table's provenance "
-               "sidecar.")  # fmt: skip
+                         f"{stem}_report.png", "image/png", key="grains_dl_png", on_click="ignore")  # fmt: skip
+    c[4].download_button("QuPath objects (GeoJSON)", lambda: geojson_bytes(result),
+                         f"{stem}.geojson", "application/geo+json", key="grains_dl_geojson", on_click="ignore")  # fmt: skip
+    c[5].download_button("Everything (ZIP)", lambda: export_zip(result, base, stem),
+                         f"{stem}_grains.zip", "application/zip", key="grains_dl_zip", on_click="ignore")  # fmt: skip
+    st.caption("Which tool reads what: the grain map TIFF opens in Fiji and napari with its "
+               "pixel size (grain ids, boundaries 0); the CSV in any spreadsheet, pandas or R; "
+               "the GeoJSON in QuPath (File > Import objects: one detection per grain, with "
+               "its measurements) and in any GIS tool. The TIFF and the JSON files carry the "
+               "provenance (microseg version, model, model file hash, settings, corrections); "
+               "the ZIP adds the table's provenance sidecar.")  # fmt: skip
     if st.toggle("Preview the report figure", key="grains_report_preview"):
         try:
             st.image(report_png(result, base), width="stretch")

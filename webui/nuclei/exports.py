@@ -63,6 +63,8 @@ def export_bytes(
             return json.dumps(prov, indent=1, default=str).encode()
         if kind == "rois":
             return exports.write_imagej_rois(label_stack(res), d / "rois.zip").read_bytes()
+        if kind == "geojson":
+            return _geojson(res, d, prov).read_bytes()
         if kind == "overlay":
             if overlay is None:
                 raise InputError("There is no overlay to export.")
@@ -70,6 +72,16 @@ def export_bytes(
         if kind in ("trackmate", "napari", "all"):
             return _zip_export(res, kind, d, prov)
     raise ValueError(kind)
+
+
+def _geojson(res: NucleiResult, d: Path, prov: dict) -> Path:
+    """The nuclei as QuPath detections, every frame's on its plane."""
+    from microseg.geojson import NUCLEUS_COLOR, write_geojson
+
+    stack = label_stack(res)
+    return write_geojson(d / "nuclei.geojson", stack, class_name="Nucleus", color=NUCLEUS_COLOR,
+                         table=res.table, axes="TYX" if stack.ndim == 3 else "YX",
+                         provenance=prov)  # fmt: skip
 
 
 def _tracks_csv(res: NucleiResult) -> pd.DataFrame:
@@ -115,6 +127,7 @@ def _zip_export(res: NucleiResult, kind: str, d: Path, prov: dict) -> bytes:
             files += list(exports.write_table_csv(_tracks_csv(res), d / "tracks.csv", prov))
             files += list(exports.write_table_csv(res.track_table, d / "track_summary.csv", prov))
         files.append(exports.write_imagej_rois(label_stack(res), d / "rois.zip"))
+        files.append(_geojson(res, d, prov))
     if not files:
         raise InputError("Track the nuclei first.")
     buf = io.BytesIO()
@@ -161,6 +174,7 @@ def exports_tab(res: NucleiResult, stem: str) -> None:
             tracked,
         ),
         ("ImageJ ROIs (ZIP)", "rois", f"{stem}_rois.zip", "application/zip", True),
+        ("QuPath objects (GeoJSON)", "geojson", f"{stem}.geojson", "application/geo+json", True),
         ("Overlay of this frame (PNG)", "overlay", f"{stem}_overlay.png", "image/png", True),
         ("Provenance (JSON)", "provenance", f"{stem}_provenance.json", "application/json", True),
         (
@@ -187,5 +201,12 @@ def exports_tab(res: NucleiResult, stem: str) -> None:
             key=f"nuc_dl_{kind}",
             on_click="ignore",
         )
+    st.caption(
+        "Which tool reads what: the label stack opens in Fiji and napari with its pixel size; "
+        "the CSVs in CellProfiler-style analysis (pandas, R, a spreadsheet); the ROI ZIP in "
+        "Fiji's ROI Manager; the GeoJSON in QuPath (File > Import objects: one detection per "
+        "nucleus, with its measurements); the TrackMate ZIP in TrackMate; the napari ZIP as a "
+        "napari tracks layer."
+    )
     if not tracked:
         st.caption("Track exports appear after tracking (Tracks tab).")
