@@ -178,3 +178,38 @@ def _read_rois(path: Path, shape_yx: tuple[int, int]) -> tuple[np.ndarray, np.nd
             f"'{name}' has no area or line ROI on the first plane inside the {w}x{h} image."
         )
     return labels, lines
+
+
+def training_labels(
+    mask: np.ndarray, task: str, n_classes: int, everywhere: bool = True, ring_px: int = 3
+) -> np.ndarray:
+    """Strokes (uint8, 0 = unlabelled, k = class k) from a dense mask of :func:`read_mask`.
+
+    Parameters
+    ----------
+    mask : ndarray
+        Instance labels (nuclei) or a boundary map (grains).
+    task : str
+        ``"nuclei"`` (1 background, 2 nucleus, 3 border; border becomes nucleus when the
+        classes stop at 2) or ``"grains"`` (1 interior, 2 boundary).
+    n_classes : int
+        Classes the strokes may use.
+    everywhere : bool
+        The outlines cover every object of the image, so everything else is labelled
+        (background, boundary); ``False``: only the objects and a ring of ``ring_px``
+        pixels around them are labelled, the rest stays unlabelled (a partly annotated
+        image).
+    """
+    from scipy import ndimage as ndi
+
+    from microseg.deep.train import targets_from_masks
+
+    m = np.asarray(mask)
+    out = targets_from_masks(m, task)
+    if task == "nuclei" and n_classes < 3:
+        out[out == 3] = 2
+    if not everywhere:
+        inside = m > 0 if task == "nuclei" else m == 0
+        near = ndi.distance_transform_edt(~inside) <= ring_px
+        out[~near] = 0
+    return out

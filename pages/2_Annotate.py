@@ -62,6 +62,40 @@ with st.sidebar:
             err = annotate.import_labels(up.getvalue(), up.name, len(classes), image.shape_yx)
             if err:
                 st.error(err)
+        outlines = st.file_uploader(
+            "Objects outlined in another tool: QuPath GeoJSON, Fiji RoiSet (.zip, .roi) or "
+            "a NumPy label array (.npy)",
+            type=["geojson", "json", "zip", "roi", "npy"],
+            key="annot_outlines",
+            disabled=task not in ("nuclei", "grains"),
+            help="Nuclei: each outline is a nucleus; grains: each outline a grain and each "
+            "line a boundary. They replace this frame's strokes (Undo brings them back).",
+        )
+        everywhere = st.checkbox(
+            "The outlines cover every object in the image",
+            value=True,
+            key="annot_outlines_all",
+            help="Then everything else is labelled too (background, boundary); otherwise "
+            "only the objects and a thin ring around them.",
+        )
+        if outlines is not None and st.session_state.get("annot_outlined") != (
+            outlines.name,
+            outlines.size,
+            everywhere,
+            t,
+        ):
+            st.session_state["annot_outlined"] = (outlines.name, outlines.size, everywhere, t)
+            err = annotate.import_outlines(
+                outlines.getvalue(),
+                outlines.name,
+                task,
+                len(classes),
+                image.shape_yx,
+                t,
+                everywhere=everywhere,
+            )
+            if err:
+                st.error(err)
         current = state.strokes_for(t)
         st.download_button(
             "Download strokes (TIFF)",

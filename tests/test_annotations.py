@@ -147,3 +147,20 @@ def test_nuclei_geojson_of_a_series(tmp_path):
     back, _, _ = read_geojson(out / f"{image.name.split('.')[0]}.geojson", labels.shape[1:],
                               plane=(2, 0))  # fmt: skip
     assert np.array_equal(back, labels[2])
+
+
+def test_training_labels_from_outlines():
+    from microseg.annotations import training_labels
+
+    lab = _nuclei_labels()
+    full = training_labels(lab, "nuclei", 3)
+    assert set(np.unique(full)) == {1, 2, 3}  # background, nucleus, border
+    assert ((full >= 2) == (lab > 0)).all()
+    two = training_labels(lab, "nuclei", 2)
+    assert set(np.unique(two)) == {1, 2}  # no border class: borders are nucleus
+    partial = training_labels(lab, "nuclei", 3, everywhere=False, ring_px=2)
+    assert (partial[lab > 0] > 0).all() and (partial == 0).any()
+    ring = (partial == 1).sum()
+    assert 0 < ring < (full == 1).sum()
+    grains = training_labels(boundary_map(_grain_map(10, 60)), "grains", 2)
+    assert set(np.unique(grains)) == {1, 2}

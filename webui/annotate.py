@@ -112,6 +112,38 @@ def import_labels(
     return None
 
 
+def import_outlines(
+    data: bytes,
+    name: str,
+    task: str,
+    n_classes: int,
+    image_shape: tuple[int, int],
+    t: int,
+    everywhere: bool = True,
+) -> str | None:
+    """Objects outlined in another tool (QuPath GeoJSON, ImageJ ROIs, a NumPy label
+    array) as the strokes of frame ``t`` (the previous ones can be undone); returns an
+    error sentence or None."""
+    import tempfile
+    from pathlib import Path
+
+    from microseg.annotations import read_mask, training_labels
+    from microseg.errors import InputError
+
+    safe = Path(name).name or "outlines.geojson"
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / safe
+            path.write_bytes(data)
+            mask = read_mask(path, image_shape, task)
+        strokes = training_labels(mask, task, n_classes, everywhere=everywhere)
+    except InputError as exc:
+        return str(exc)
+    state.set_strokes(t, strokes)
+    state.refresh_canvas()
+    return None
+
+
 def strokes_tiff(strokes: np.ndarray, classes: list[str]) -> bytes:
     """The strokes as a label TIFF (0 unlabelled, k class k) with class names in the metadata."""
     import io
