@@ -244,6 +244,27 @@ def _build_parser() -> argparse.ArgumentParser:
     s.add_argument("--kind", choices=["grains", "nuclei-series"], required=True)
     s.add_argument("--out", required=True, type=Path)
     s.add_argument("--seed", type=int, default=0)
+    e = sub.add_parser(
+        "export-model",
+        help="write a U-Net as a bioimage.io model package or as ONNX",
+        description="--format bioimageio: OUT.zip, a bioimage.io model package (spec 0.5: "
+        "rdf.yaml, ONNX weights, percentile normalisation as pre-processing, softmax "
+        "post-processing, test input and output, cover, README) for ilastik, bioimageio.core "
+        "and the bioimage.io model zoo; --format onnx: OUT.onnx, the network alone (input: "
+        "normalised image N,C,H,W; output: logits).",
+    )
+    e.add_argument("--format", choices=["bioimageio", "onnx"], required=True)
+    e.add_argument("--name", default=None, help="package name (default: the model's)")
+    e.add_argument("--authors", default=None, help="comma-separated author names")
+    e.add_argument("--license", default="BSD-3-Clause", help="SPDX licence id of the weights")
+    e.add_argument(
+        "--test-image",
+        type=Path,
+        default=None,
+        help="image whose result is the package's test (default: a synthetic one)",
+    )
+    e.add_argument("model", metavar="MODEL", help="MODEL file or builtin:NAME")
+    e.add_argument("output", metavar="OUT", type=Path, help="OUT.zip or OUT.onnx")
     return p
 
 

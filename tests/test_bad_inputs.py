@@ -138,6 +138,10 @@ def files(tmp_path_factory) -> dict[str, Path]:
     raw("roiset_broken", ".zip", b"PK\x03\x04" + rng.bytes(200))
     np.save(d / "labels_wrong_shape.npy", np.zeros((10, 10), np.uint16))
     f["npy_wrong_shape"] = d / "labels_wrong_shape.npy"
+    from microseg.classical import RandomForestSegmenter
+
+    rf = RandomForestSegmenter().fit([good], [strokes], task="grains", seed=0)
+    f["rf_model"] = rf.save(d / "rf.safetensors")
     nan_w = {"w": np.full((4, 3), np.nan, np.float32)}
     f["model_unknown_kind"] = save_model(d / "unknown_kind.safetensors", nan_w,
                                          {"kind": "svm", "task": "grains"})  # fmt: skip
@@ -275,6 +279,49 @@ CATALOGUE = {
     "RoiSet zip damaged": (_train_masks("roiset_broken"), "ROI"),
     "label .npy of another size": (_train_masks("npy_wrong_shape"), "10x10"),
     "GeoJSON for a semantic task": (_train_masks("geojson_points", "semantic"), "nuclei or grains"),
+    # model exports that cannot be made
+    "export a random forest": (
+        lambda f, out: [
+            "export-model",
+            "--format",
+            "bioimageio",
+            str(f["rf_model"]),
+            str(out / "m.zip"),
+        ],
+        "not a U-Net",
+    ),  # fmt: skip
+    "export to the wrong suffix": (
+        lambda f, out: [
+            "export-model",
+            "--format",
+            "bioimageio",
+            "builtin:grains",
+            str(out / "m.onnx"),
+        ],
+        ".zip",
+    ),  # fmt: skip
+    "export with a one-pixel test image": (
+        lambda f, out: [
+            "export-model",
+            "--format",
+            "bioimageio",
+            "--test-image",
+            str(f["one_pixel"]),
+            "builtin:grains",
+            str(out / "m.zip"),
+        ],
+        "8 x 8",
+    ),  # fmt: skip
+    "export a pickled model": (
+        lambda f, out: [
+            "export-model",
+            "--format",
+            "onnx",
+            str(f["model_pickle"]),
+            str(out / "m.onnx"),
+        ],
+        "pickle",
+    ),  # fmt: skip
     # impossible outputs and batches
     "output is a file": (
         lambda f, out: [

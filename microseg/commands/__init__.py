@@ -8,12 +8,13 @@ summary (printed on stdout) or ``None``. Bad input raises
 
 from __future__ import annotations
 
-COMMANDS = ("train", "predict", "nuclei", "grains", "batch", "synth")
+COMMANDS = ("train", "predict", "nuclei", "grains", "batch", "synth", "export-model")
 
 
 def get_command(name: str):
     """The ``cmd_NAME`` function of subcommand ``name`` (its module is imported on demand)."""
     import importlib
 
-    module = importlib.import_module(f"microseg.commands.{name}")
-    return getattr(module, f"cmd_{name}")
+    ident = name.replace("-", "_")
+    module = importlib.import_module(f"microseg.commands.{ident}")
+    return getattr(module, f"cmd_{ident}")
