@@ -393,6 +393,14 @@ def apply_to_stack_section(image: MicroImage, classes: list[dict], prefer: str) 
         st.plotly_chart(fig, key="stack_frac")
 
 
+def bioimageio_bytes(model) -> bytes:  # noqa: ANN001 - a UNetSegmenter
+    """The U-Net as a bioimage.io model package (made when the button is clicked)."""
+    from microseg.deep.bioimageio import export_bioimageio
+
+    with tempfile.TemporaryDirectory() as tmp:
+        return export_bioimageio(model, Path(tmp) / "model.zip").read_bytes()
+
+
 def model_file_section(classes: list[dict]) -> None:
     """Download the trained models; load a model file."""
     st.subheader("Model files")
@@ -412,6 +420,17 @@ def model_file_section(classes: list[dict]) -> None:
             file_name=f"microseg_{key}.safetensors",
             key=f"dl_model_{key}",
         )
+        if key == "deep":
+            col.download_button(
+                "bioimage.io package (ZIP)",
+                data=lambda m=model: bioimageio_bytes(m),
+                file_name="microseg_unet_bioimageio.zip",
+                mime="application/zip",
+                key="dl_model_bioimageio",
+                on_click="ignore",
+                help="For ilastik, bioimageio.core and the bioimage.io model zoo: ONNX "
+                "weights, the normalisation, a test image and its result.",
+            )
     up = cols[2].file_uploader("Load a model file", type=["safetensors"], key="model_upload")
     if up is not None and st.session_state.get("model_loaded") != (up.name, up.size):
         st.session_state["model_loaded"] = (up.name, up.size)

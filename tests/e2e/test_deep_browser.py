@@ -25,7 +25,7 @@ def _saved_unets(workspace_dir) -> list:
     return [m for rec in ws.images() for m in ws.models(rec.id) if m.kind == "unet"]
 
 
-def test_train_stop_continue_unet_and_inspect(page, server_workspace):
+def test_train_stop_continue_unet_and_inspect(page, server_workspace, tmp_path):
     paint_nuclei_strokes(page, open_annotate(page))
 
     page.get_by_test_id("stButtonGroup").get_by_text("Deep learning", exact=True).click()
@@ -65,6 +65,19 @@ def test_train_stop_continue_unet_and_inspect(page, server_workspace):
     again = load_segmenter(saved[0].path)
     assert "nucleus" in again.classes
     assert again.predict_proba(np.zeros((32, 32), np.float32)).shape[0] == len(again.classes)
+
+    # the trained U-Net as a bioimage.io package that the official tools accept and run
+    button = page.get_by_role("button", name="bioimage.io package (ZIP)")
+    button.scroll_into_view_if_needed()
+    with page.expect_download(timeout=120_000) as info:
+        button.click()
+    package = tmp_path / "unet_bioimageio.zip"
+    info.value.save_as(package)
+    from bioimageio.core import test_model
+
+    summary = test_model(package)
+    assert summary.status == "passed", summary.format()
+    settle(page)
 
     expect(page.get_by_text("U-Net", exact=True)).to_be_visible()
     page.get_by_role("button", name=re.compile(r"^Segment all \d+ frames")).click()
