@@ -60,6 +60,12 @@ def load_segmenter(spec: str | Path) -> Segmenter:
         path = builtin_path(spec_s.split(":", 1)[1])
     else:
         path = Path(spec_s)
+    if path.suffix.lower() == ".zip":
+        from microseg.deep.bioimageio import read_bioimageio
+
+        if not path.is_file():
+            raise ModelFileError(f"The model file {path} does not exist.")
+        return read_bioimageio(path)
     kind = read_metadata(path).get("kind")
     if kind == "rf":
         from microseg.classical import RandomForestSegmenter

@@ -138,6 +138,14 @@ def files(tmp_path_factory) -> dict[str, Path]:
     raw("roiset_broken", ".zip", b"PK\x03\x04" + rng.bytes(200))
     np.save(d / "labels_wrong_shape.npy", np.zeros((10, 10), np.uint16))
     f["npy_wrong_shape"] = d / "labels_wrong_shape.npy"
+    import zipfile
+
+    ts = d / "torchscript_package.zip"
+    with zipfile.ZipFile(ts, "w") as zf:
+        zf.writestr("rdf.yaml", "type: model\nweights:\n  torchscript: {source: w.pt}\n")
+        zf.writestr("w.pt", b"PK\x03\x04" + rng.bytes(64))
+    f["model_torchscript_zip"] = ts
+    raw("model_zip_not_zip", ".zip", b"not a zip at all")
     from microseg.classical import RandomForestSegmenter
 
     rf = RandomForestSegmenter().fit([good], [strokes], task="grains", seed=0)
@@ -204,6 +212,11 @@ CATALOGUE = {
     "model is ONNX": (_predict_with("model_onnx"), "model"),
     "model is a torch zip": (_predict_with("model_torch"), "model"),
     "model of unknown kind": (_predict_with("model_unknown_kind"), "svm"),
+    "model is a TorchScript bioimage.io package": (
+        _predict_with("model_torchscript_zip"),
+        "torchscript weights",
+    ),  # fmt: skip
+    "model .zip that is no ZIP": (_predict_with("model_zip_not_zip"), "not a ZIP"),
     "model missing": (
         lambda f, out: ["predict", "--model", str(f["missing"]), "--out", str(out), str(f["good"])],
         "not_there.tif",

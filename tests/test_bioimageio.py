@@ -87,3 +87,76 @@ def test_export_model_command(tmp_path, capsys):
         main(["export-model", "--format", "onnx", "builtin:grains", str(tmp_path / "g.zip")]) == 2
     )
     assert "writes a .onnx file" in capsys.readouterr().err
+
+
+def test_a_microseg_package_opens_again_as_the_same_model(package):
+    from microseg.segmenter import load_segmenter
+
+    again = load_segmenter(package)
+    original = _grey_model()
+    x = np.random.default_rng(1).random((40, 40)).astype(np.float32)
+    np.testing.assert_allclose(again.predict_proba(x), original.predict_proba(x), atol=1e-6)
+    assert again.classes == original.classes and again.task == "nuclei"
+
+
+def _rewrite(package, tmp_path, name, change=None, drop=(), extra=None):  # noqa: ANN001, ANN202
+    """A copy of ``package`` with its rdf changed by ``change`` and members dropped/added."""
+    out = tmp_path / name
+    with zipfile.ZipFile(package) as src, zipfile.ZipFile(out, "w") as dst:
+        for item in src.namelist():
+            if item in drop:
+                continue
+            data = src.read(item)
+            if item == "rdf.yaml" and change is not None:
+                data = change(json.loads(data))
+                data = data if isinstance(data, bytes) else json.dumps(data).encode()
+            dst.writestr(item, data)
+        for item, data in (extra or {}).items():
+            dst.writestr(item, data)
+    return out
+
+
+def _text_file(path):  # noqa: ANN001, ANN202
+    path.write_bytes(b"hello")
+    return path
+
+
+def _foreign(weights: dict):  # noqa: ANN202
+    def change(rdf: dict) -> dict:
+        rdf["config"] = {}
+        rdf["weights"] = weights
+        return rdf
+
+    return change
+
+
+@pytest.mark.parametrize(
+    ("make", "says"),
+    [
+        (lambda p, t: _rewrite(p, t, "ts.zip", _foreign({"torchscript": {"source": "w.pt"}})),
+         "torchscript weights, which can run code"),
+        (lambda p, t: _rewrite(p, t, "sd.zip", _foreign({"pytorch_state_dict": {"source": "w.pt"},
+                                                        "onnx": {"source": "weights.onnx"}})),
+         "pytorch_state_dict weights"),
+        (lambda p, t: _rewrite(p, t, "onnx.zip", _foreign({"onnx": {"source": "weights.onnx"}})),
+         "not written by microseg"),
+        (lambda p, t: _rewrite(p, t, "tampered.zip", drop=("microseg.safetensors",),
+                               extra={"microseg.safetensors": b"\\0" * 64}),
+         "changed since it was written"),
+        (lambda p, t: _rewrite(p, t, "no_weights.zip", drop=("microseg.safetensors",)),
+         "lacks its model file"),
+        (lambda p, t: _rewrite(p, t, "norrdf.zip", drop=("rdf.yaml",)), "without rdf.yaml"),
+        (lambda p, t: _rewrite(p, t, "bad_yaml.zip", lambda rdf: b"a: [unclosed"), "not valid YAML"),
+        (lambda p, t: _rewrite(p, t, "dataset.zip", lambda rdf: {**rdf, "type": "dataset"}),
+         "not a model"),
+        (lambda p, t: _text_file(t / "text.zip"), "not a ZIP"),
+    ],
+)  # fmt: skip
+def test_packages_microseg_will_not_open(package, tmp_path, make, says):
+    from microseg.errors import ModelFileError
+    from microseg.segmenter import load_segmenter
+
+    bad = make(package, tmp_path)
+    with pytest.raises(ModelFileError) as err:
+        load_segmenter(bad)
+    assert says in str(err.value) and bad.name in str(err.value)

@@ -431,18 +431,24 @@ def model_file_section(classes: list[dict]) -> None:
                 help="For ilastik, bioimageio.core and the bioimage.io model zoo: ONNX "
                 "weights, the normalisation, a test image and its result.",
             )
-    up = cols[2].file_uploader("Load a model file", type=["safetensors"], key="model_upload")
+    up = cols[2].file_uploader(
+        "Load a model file",
+        type=["safetensors", "zip"],
+        key="model_upload",
+        help="A microseg model (.safetensors) or a bioimage.io package microseg wrote (.zip).",
+    )
     if up is not None and st.session_state.get("model_loaded") != (up.name, up.size):
         st.session_state["model_loaded"] = (up.name, up.size)
         from microseg.segmenter import load_segmenter
 
         with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / "upload.safetensors"
+            suffix = ".zip" if up.name.lower().endswith(".zip") else ".safetensors"
+            path = Path(tmp) / f"upload{suffix}"
             path.write_bytes(up.getvalue())
             try:
                 model = load_segmenter(path)
             except MicrosegError as exc:
-                cols[2].error(str(exc))
+                cols[2].error(str(exc).replace(path.name, up.name))
                 return
         kind = "classical" if model.metadata.get("kind") == "rf" else "deep"
         set_session_model(kind, model)

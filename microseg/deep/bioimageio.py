@@ -3,7 +3,10 @@ normalisation as ``scale_range`` pre-processing, softmax post-processing, a test
 with its expected output, a cover image and a README, zipped. Tools of the bioimage.io
 family (ilastik, bioimageio.core, QuPath's and Fiji's bioimage.io support) run it.
 
-``rdf.yaml`` is written as JSON, which every YAML reader reads.
+``rdf.yaml`` is written as JSON, which every YAML reader reads. The package also holds
+the model's own safetensors file, so :func:`read_bioimageio` opens microseg's packages
+again; weights that can run code when loaded (PyTorch pickles, TorchScript, Keras and
+TensorFlow programs) are never loaded.
 """
 
 from __future__ import annotations
@@ -20,10 +23,16 @@ from typing import Any
 import numpy as np
 
 from microseg.deep.segmenter import UNetSegmenter
-from microseg.errors import InputError
+from microseg.errors import InputError, ModelFileError
 
 FORMAT_VERSION = "0.5.4"
 TEST_SIDE = 256
+WEIGHTS_NAME = "microseg.safetensors"
+"""The model file itself, attached so that microseg opens its own packages again."""
+MAX_RDF_BYTES = 4 * 1024**2
+MAX_WEIGHTS_BYTES = 2 * 1024**3
+UNSAFE_WEIGHTS = ("pytorch_state_dict", "torchscript", "keras_hdf5", "keras_v3",
+                  "tensorflow_saved_model_bundle", "tensorflow_js")  # fmt: skip
 
 
 def _sha256(path: Path) -> str:
@@ -143,6 +152,7 @@ def export_bioimageio(
         expected = _expected_output(onnx_path, raw, low, high)
         np.save(d / "test_input.npy", raw, allow_pickle=False)
         np.save(d / "test_output.npy", expected, allow_pickle=False)
+        model.save(d / WEIGHTS_NAME)
         _cover(raw, expected, d / "cover.png")
         import tifffile
 
@@ -239,9 +249,11 @@ def export_bioimageio(
                     "opset_version": 17,
                 }
             },
+            "attachments": [{"source": WEIGHTS_NAME, "sha256": _sha256(d / WEIGHTS_NAME)}],
             "config": {
                 "microseg": {
                     "version": __version__,
+                    "weights": {"source": WEIGHTS_NAME, "sha256": _sha256(d / WEIGHTS_NAME)},
                     "task": model.task,
                     "classes": classes,
                     "architecture": cfg.__dict__ if hasattr(cfg, "__dict__") else {},
@@ -254,7 +266,8 @@ def export_bioimageio(
         tmp_zip = out.with_name(out.name + ".part")
         with zipfile.ZipFile(tmp_zip, "w", zipfile.ZIP_DEFLATED) as zf:
             for f in ("rdf.yaml", "weights.onnx", "test_input.npy", "test_output.npy",
-                      "sample_input.tif", "sample_output.tif", "cover.png", "README.md"):  # fmt: skip
+                      "sample_input.tif", "sample_output.tif", "cover.png", "README.md",
+                      WEIGHTS_NAME):  # fmt: skip
                 zf.write(d / f, f)
         tmp_zip.replace(out)
     return out
@@ -289,3 +302,74 @@ def _readme(
         "benchmarks (benchmarks/ in the microseg repository) measure it against ground truth."
     )
     return "\n".join(lines) + "\n"
+
+
+def read_bioimageio(path: str | Path) -> UNetSegmenter:
+    """Open a bioimage.io model package that microseg wrote.
+
+    Only the attached safetensors file is loaded (its checksum checked against the
+    ``rdf.yaml``); nothing in the package runs.
+
+    Raises
+    ------
+    ModelFileError
+        One sentence for a file that is not a package, a package of another tool, one
+        whose weights could run code, or one changed since it was written.
+    """
+    import yaml
+
+    p = Path(path)
+    name = p.name
+    try:
+        zf = zipfile.ZipFile(p)
+    except (zipfile.BadZipFile, OSError):
+        raise ModelFileError(f"'{name}' is not a bioimage.io package (not a ZIP file).") from None
+    with zf:
+        names = zf.namelist()
+        rdf_name = "rdf.yaml" if "rdf.yaml" in names else None
+        if rdf_name is None:
+            rdf_name = next((n for n in names if n.endswith(("rdf.yaml", "bioimageio.yaml"))), None)
+        if rdf_name is None:
+            raise ModelFileError(f"'{name}' is a ZIP without rdf.yaml, not a bioimage.io package.")
+        if zf.getinfo(rdf_name).file_size > MAX_RDF_BYTES:
+            raise ModelFileError(f"'{name}' has an rdf.yaml of more than 4 MB.")
+        try:
+            rdf = yaml.safe_load(zf.read(rdf_name))
+        except (yaml.YAMLError, RecursionError, UnicodeDecodeError):
+            raise ModelFileError(f"'{name}' has an rdf.yaml that is not valid YAML.") from None
+        except (zipfile.BadZipFile, OSError, EOFError):
+            raise ModelFileError(f"'{name}' is damaged (its rdf.yaml cannot be read).") from None
+        if not isinstance(rdf, dict) or rdf.get("type") != "model":
+            kind = rdf.get("type") if isinstance(rdf, dict) else None
+            raise ModelFileError(f"'{name}' describes {kind or 'something'} , not a model.")
+        config = rdf.get("config") if isinstance(rdf.get("config"), dict) else {}
+        ours = config.get("microseg") if isinstance(config.get("microseg"), dict) else {}
+        att = ours.get("weights") if isinstance(ours.get("weights"), dict) else None
+        if att is None:
+            weights = rdf.get("weights") if isinstance(rdf.get("weights"), dict) else {}
+            unsafe = [k for k in weights if k in UNSAFE_WEIGHTS]
+            if unsafe:
+                raise ModelFileError(
+                    f"'{name}' holds {' and '.join(unsafe)} weights, which can run code when "
+                    "loaded; microseg never loads them and opens only the bioimage.io packages "
+                    "it writes."
+                )
+            raise ModelFileError(
+                f"'{name}' was not written by microseg (it has no microseg model inside); "
+                "microseg opens only the bioimage.io packages it writes."
+            )
+        source = str(att.get("source", ""))
+        if source not in names:
+            raise ModelFileError(f"'{name}' lacks its model file {source or '(unnamed)'}.")
+        if zf.getinfo(source).file_size > MAX_WEIGHTS_BYTES:
+            raise ModelFileError(f"'{name}' holds a model file of more than 2 GB.")
+        try:
+            data = zf.read(source)
+        except (zipfile.BadZipFile, OSError, EOFError):
+            raise ModelFileError(f"'{name}' is damaged (its model file cannot be read).") from None
+    if hashlib.sha256(data).hexdigest() != att.get("sha256"):
+        raise ModelFileError(f"'{name}' has been changed since it was written (checksum differs).")
+    with tempfile.TemporaryDirectory() as tmp:
+        weights_path = Path(tmp) / WEIGHTS_NAME
+        weights_path.write_bytes(data)
+        return UNetSegmenter.load(weights_path)

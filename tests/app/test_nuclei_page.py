@@ -462,3 +462,32 @@ def test_the_nuclei_model_on_a_grain_micrograph_is_flagged():
     assert not at.exception
     flagged = [e.value for e in (*at.warning, *at.error) if e.value.startswith("**Quality:")]
     assert flagged and "unlike the images the model was trained on" in flagged[0], flagged
+
+
+def test_a_bioimageio_package_of_microseg_loads_and_a_foreign_one_is_refused(tmp_path):
+    import json
+    import zipfile
+
+    from microseg.deep.bioimageio import export_bioimageio
+    from microseg.segmenter import load_segmenter
+
+    package = export_bioimageio(load_segmenter("builtin:nuclei"), tmp_path / "nuclei_pkg.zip")
+    at = nuclei_page()
+    at.file_uploader(key="nuc_model_upload").set_value(
+        ("nuclei_pkg.zip", package.read_bytes(), "application/zip")
+    )
+    at.run()
+    assert not at.exception and not at.error
+    assert "Model file: nuclei_pkg.zip" in at.selectbox(key="nuc_model").options
+
+    foreign = tmp_path / "foreign.zip"
+    with zipfile.ZipFile(foreign, "w") as zf:
+        zf.writestr("rdf.yaml", json.dumps({"type": "model", "weights": {"torchscript": {}}}))
+    at.file_uploader(key="nuc_model_upload").set_value(
+        ("foreign.zip", foreign.read_bytes(), "application/zip")
+    )
+    at.run()
+    assert not at.exception
+    assert at.error and "foreign.zip holds torchscript weights" in at.error[0].value.replace(
+        "'", ""
+    )

@@ -65,13 +65,14 @@ def load_model_upload(name: str, data: bytes) -> str | None:
 
     error = None
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "model.safetensors"
+        stored = "model.zip" if name.lower().endswith(".zip") else "model.safetensors"
+        path = Path(tmp) / stored
         path.write_bytes(data)
         try:
             model = load_segmenter(path)
             digest = file_hash(path)
         except MicrosegError as exc:
-            error = str(exc).replace("model.safetensors", name)
+            error = str(exc).replace(stored, name)
         except Exception as exc:  # noqa: BLE001 - one sentence, never a traceback
             error = f"{name} could not be loaded as a model file ({type(exc).__name__})."
     if error is None and model.task != "nuclei":
@@ -92,7 +93,9 @@ def model_sidebar(image: MicroImage) -> dict[str, Any] | None:
 
     st.subheader("Model")
     up = st.file_uploader(
-        "Load a model file (.safetensors)", type=["safetensors"], key="nuc_model_upload"
+        "Load a model file (.safetensors, or a bioimage.io package microseg wrote)",
+        type=["safetensors", "zip"],
+        key="nuc_model_upload",
     )
     if up is not None and ui().get("last_model_upload") != (up.name, up.size):
         ui()["last_model_upload"] = (up.name, up.size)
