@@ -110,6 +110,12 @@ def test_exports_carry_the_grain_map_table_summary_and_report():
     assert side["n_rows"] == len(table) and side["model"] == "truth"
     report = Image.open(io.BytesIO(zf.read("sample_report.png")))
     assert report.size[0] > 1000 and report.size[1] > 600
+    # the OME-TIFF carries the physical pixel size for napari, OMERO and QuPath
+    from webui.grains.exports import grain_map_ome_tiff
+
+    with tifffile.TiffFile(io.BytesIO(grain_map_ome_tiff(res))) as tif:
+        assert tif.is_ome and 'PhysicalSizeX="0.5"' in tif.ome_metadata
+        np.testing.assert_array_equal(tif.asarray(), res["labels"])
     # the QuPath objects are the grain map's grains, with the table's measurements
     from microseg.geojson import read_geojson
 

@@ -200,6 +200,9 @@ def test_series_with_stop_then_track_and_export(rf_model, tmp_path):
     rois_path = tmp_path / "rois.zip"
     rois_path.write_bytes(rois_zip)
     assert len(roiread(rois_path)) == len(res.table)
+    with tifffile.TiffFile(io.BytesIO(export_bytes(res, "labels_ome"))) as tif:
+        assert tif.is_ome and "PhysicalSizeX=" in tif.ome_metadata
+        np.testing.assert_array_equal(tif.asarray(), stack)
     from microseg.geojson import read_geojson
 
     gj = export_bytes(res, "geojson")

@@ -81,6 +81,19 @@ def grain_map_tiff(result: dict) -> bytes:
     return label_tiff(result["labels"], result["pixel_size"], meta)
 
 
+def grain_map_ome_tiff(result: dict) -> bytes:
+    """The grain map as an OME-TIFF (physical pixel size, provenance in the Description)."""
+    import tempfile
+    from pathlib import Path
+
+    from microseg.exports import write_label_stack
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = write_label_stack(Path(tmp) / "grains.ome.tif", result["labels"],
+                                 result["pixel_size"], jsonable(provenance_record(result)))  # fmt: skip
+        return path.read_bytes()
+
+
 _ASCII = str.maketrans({"µ": "u", "²": "^2", "–": "-", "§": "par. "})
 
 
@@ -225,7 +238,7 @@ def exports_panel(result: dict, base: np.ndarray, image: MicroImage) -> None:
 
     stem = image_stem(image.name) or "image"
     st.subheader("Export")
-    c = st.columns(3) + st.columns(3)
+    c = st.columns(4) + st.columns(4)
     # made when clicked (a large map's ZIP or report takes a second to build); a download
     # does not rerun the page
     c[0].download_button("Grain map (TIFF)", lambda: grain_map_tiff(result), f"{stem}_grains.tif",
@@ -236,12 +249,16 @@ def exports_panel(result: dict, base: np.ndarray, image: MicroImage) -> None:
                          "application/json", key="grains_dl_json", on_click="ignore")  # fmt: skip
     c[3].download_button("Report figure (PNG)", lambda: report_png(result, base),
                          f"{stem}_report.png", "image/png", key="grains_dl_png", on_click="ignore")  # fmt: skip
+    c[6].download_button("Grain map (OME-TIFF)", lambda: grain_map_ome_tiff(result),
+                         f"{stem}_grains.ome.tif", "image/tiff", key="grains_dl_ome",
+                         on_click="ignore")  # fmt: skip
     c[4].download_button("QuPath objects (GeoJSON)", lambda: geojson_bytes(result),
                          f"{stem}.geojson", "application/geo+json", key="grains_dl_geojson", on_click="ignore")  # fmt: skip
     c[5].download_button("Everything (ZIP)", lambda: export_zip(result, base, stem),
                          f"{stem}_grains.zip", "application/zip", key="grains_dl_zip", on_click="ignore")  # fmt: skip
-    st.caption("Which tool reads what: the grain map TIFF opens in Fiji and napari with its "
-               "pixel size (grain ids, boundaries 0); the CSV in any spreadsheet, pandas or R; "
+    st.caption("Which tool reads what: the grain map TIFF opens in Fiji with its pixel size "
+               "(grain ids, boundaries 0), the OME-TIFF in napari, OMERO and QuPath with its "
+               "physical pixel size; the CSV in any spreadsheet, pandas or R; "
                "the GeoJSON in QuPath (File > Import objects: one detection per grain, with "
                "its measurements) and in any GIS tool. The TIFF and the JSON files carry the "
                "provenance (microseg version, model, model file hash, settings, corrections); "

@@ -51,6 +51,14 @@ def export_bytes(
                 provenance=prov,
             )
             return p.read_bytes()
+        if kind == "labels_ome":
+            p = exports.write_label_stack(
+                d / "labels.ome.tif",
+                label_stack(res, track_ids),
+                pixel_size_um=res.pixel_size_um,
+                provenance=prov,
+            )
+            return p.read_bytes()
         if kind == "objects":
             return res.table.to_csv(index=False).encode()
         if kind == "frames":
@@ -156,6 +164,7 @@ def exports_tab(res: NucleiResult, stem: str) -> None:
     )
     rows = [
         ("Label stack (TIFF)", "labels", f"{stem}_labels.tif", "image/tiff", True),
+        ("Label stack (OME-TIFF)", "labels_ome", f"{stem}_labels.ome.tif", "image/tiff", True),
         ("Objects (CSV)", "objects", f"{stem}_objects.csv", "text/csv", True),
         ("Frames (CSV)", "frames", f"{stem}_frames.csv", "text/csv", True),
         ("Tracks (CSV)", "tracks", f"{stem}_tracks.csv", "text/csv", tracked),
@@ -188,7 +197,7 @@ def exports_tab(res: NucleiResult, stem: str) -> None:
     cols = st.columns(2)
     for i, (label, kind, name, mime, enabled) in enumerate(rows):
         kw: dict[str, Any] = {}
-        if kind == "labels":
+        if kind in ("labels", "labels_ome"):
             kw["track_ids"] = bool(track_ids and tracked)
         if kind == "overlay":
             kw["overlay"] = ui().get("overlay")
@@ -202,7 +211,8 @@ def exports_tab(res: NucleiResult, stem: str) -> None:
             on_click="ignore",
         )
     st.caption(
-        "Which tool reads what: the label stack opens in Fiji and napari with its pixel size; "
+        "Which tool reads what: the label stack opens in Fiji with its pixel size, the "
+        "OME-TIFF in napari, OMERO and QuPath with its physical pixel size; "
         "the CSVs in CellProfiler-style analysis (pandas, R, a spreadsheet); the ROI ZIP in "
         "Fiji's ROI Manager; the GeoJSON in QuPath (File > Import objects: one detection per "
         "nucleus, with its measurements); the TrackMate ZIP in TrackMate; the napari ZIP as a "
