@@ -1,9 +1,11 @@
 """Annotations made in other tools, read as dense training masks.
 
-QuPath GeoJSON (``.geojson``/``.json``), ImageJ/Fiji ROIs (``RoiSet.zip``, ``.roi``)
-and label arrays saved with NumPy (``.npy``) become the masks ``microseg train
---masks`` takes: instance labels for nuclei, a boundary map (nonzero = boundary) for
-grains. Label images as PNG/TIFF are read by :func:`microseg.io.read_image` as before.
+QuPath GeoJSON (``.geojson``/``.json``) and ImageJ/Fiji ROIs (``RoiSet.zip``, ``.roi``)
+are outlines: they become the masks ``microseg train --masks`` takes (instance labels
+for nuclei, a boundary map for grains). Label arrays saved with NumPy (``.npy``) or
+exported by ilastik (HDF5 ``.h5``) follow the label-image convention of the task, as a
+PNG/TIFF mask read by :func:`microseg.io.read_image` does (nuclei: object ids; grains:
+nonzero = boundary).
 
 Cellpose's ``_seg.npy`` holds its masks inside a Python pickle, which is never opened:
 it is refused with one sentence that says what to save from Cellpose instead.
@@ -18,7 +20,7 @@ import numpy as np
 
 from microseg.errors import InputError
 
-SUFFIXES = (".geojson", ".json", ".zip", ".roi", ".npy")
+SUFFIXES = (".geojson", ".json", ".zip", ".roi", ".npy", ".h5", ".hdf5")
 """File types read here rather than as images."""
 MAX_BYTES = 512 * 1024**2
 _AREA_TYPES = ("POLYGON", "FREEHAND", "TRACED", "RECT", "OVAL")
@@ -70,9 +72,13 @@ def read_mask(path: str | os.PathLike, shape_yx: tuple[int, int], task: str) -> 
     if size > MAX_BYTES:
         raise InputError(f"'{name}' is larger than {MAX_BYTES // 1024**2} MB.")
     suffix = p.suffix.lower()
-    if suffix == ".npy":
-        labels, lines = _read_npy(p, shape_yx), None
-    elif suffix in (".zip", ".roi"):
+    if suffix in (".npy", ".h5", ".hdf5"):
+        # arrays follow the label-image convention of the task, as a TIFF mask would
+        arr = _read_npy(p, shape_yx) if suffix == ".npy" else _read_h5(p, shape_yx)
+        if not arr.any():
+            raise InputError(f"'{name}' labels no pixel (all values are 0).")
+        return arr if task == "nuclei" else (arr != 0).astype(np.uint8)
+    if suffix in (".zip", ".roi"):
         labels, lines = _read_rois(p, shape_yx)
     else:
         from microseg.geojson import read_geojson
@@ -137,6 +143,76 @@ def _read_npy(path: Path, shape_yx: tuple[int, int]) -> np.ndarray:
     if arr.dtype.kind == "i" and arr.size and int(arr.min()) < 0:
         raise InputError(f"'{name}' holds negative values; labels must be 0 or positive.")
     return np.asarray(arr, np.uint32)
+
+
+def _read_h5(path: Path, shape_yx: tuple[int, int]) -> np.ndarray:
+    """The label array of an HDF5 file (ilastik's ``exported_data``, or its only integer
+    array), put in (Y, X) order by ilastik's ``axistags``."""
+    import h5py
+
+    name = path.name
+    try:
+        f = h5py.File(path, "r")
+    except OSError:
+        raise InputError(f"'{name}' is not an HDF5 file.") from None
+    with f:
+        found: list[str] = []
+
+        def visit(key: str, obj: object) -> None:
+            if isinstance(obj, h5py.Dataset) and obj.ndim >= 2 and obj.dtype.kind in "iub":
+                found.append(key)
+
+        f.visititems(visit)
+        key = "exported_data" if "exported_data" in found else None
+        if key is None and len(found) == 1:
+            key = found[0]
+        if key is None:
+            raise InputError(
+                f"'{name}' holds no integer label array"
+                if not found
+                else f"'{name}' holds several label arrays ({', '.join(found[:5])}); export one"
+                + " (ilastik writes it as exported_data)."
+            )
+        ds = f[key]
+        if ds.size > 4 * shape_yx[0] * shape_yx[1] * 8:
+            raise InputError(f"'{name}' holds a label array far larger than the image.")
+        axes = _axistags(ds.attrs.get("axistags"), ds.ndim)
+        arr = ds[()]
+    keep = [i for i, a in enumerate(axes) if a in "yx"]
+    for i, a in reversed(list(enumerate(axes))):
+        if a not in "yx":
+            if arr.shape[i] != 1:
+                raise InputError(
+                    f"'{name}' has {arr.shape[i]} entries along its '{a}' axis; give a 2-D "
+                    "label image (one plane, one channel)."
+                )
+            arr = np.take(arr, 0, axis=i)
+    order = sorted(range(len(keep)), key=lambda k: "yx".index(axes[keep[k]]))
+    arr = np.transpose(arr, order)
+    if tuple(arr.shape) != tuple(shape_yx):
+        raise InputError(
+            f"'{name}' is {arr.shape[1]}x{arr.shape[0]} pixels but its image is "
+            f"{shape_yx[1]}x{shape_yx[0]}."
+        )
+    if arr.dtype.kind == "i" and arr.size and int(arr.min()) < 0:
+        raise InputError(f"'{name}' holds negative values; labels must be 0 or positive.")
+    return np.asarray(arr, np.uint32)
+
+
+def _axistags(raw: object, ndim: int) -> str:
+    """Axis letters from ilastik's ``axistags`` JSON; without it ilastik's default order
+    (``yx``, ``yxc``, ``zyxc``, ``tzyxc``)."""
+    import json as _json
+
+    default = {2: "yx", 3: "yxc", 4: "zyxc", 5: "tzyxc"}.get(ndim, "?" * (ndim - 2) + "yx")
+    if raw is None:
+        return default
+    try:
+        tags = _json.loads(raw.decode() if isinstance(raw, bytes) else str(raw))
+        keys = "".join(str(a["key"])[0].lower() for a in tags["axes"])
+    except (ValueError, KeyError, TypeError, IndexError):
+        return default
+    return keys if len(keys) == ndim and "y" in keys and "x" in keys else default
 
 
 def _read_rois(path: Path, shape_yx: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:

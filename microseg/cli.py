@@ -61,9 +61,9 @@ def _build_parser() -> argparse.ArgumentParser:
         "--masks",
         nargs="+",
         type=Path,
-        help="dense ground-truth masks, one per image: label images (PNG/TIFF/.npy), QuPath "
-        "GeoJSON (.geojson) or ImageJ ROIs (RoiSet .zip, .roi); outlines become objects, "
-        "lines grain boundaries",
+        help="dense ground-truth masks, one per image: label images (PNG/TIFF, NumPy .npy, "
+        "ilastik HDF5 .h5), QuPath GeoJSON (.geojson) or ImageJ ROIs (RoiSet .zip, .roi); "
+        "outlines become objects, lines grain boundaries",
     )
     t.add_argument("--classes", help="comma-separated class names (semantic task)")
     t.add_argument(

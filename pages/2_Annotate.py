@@ -63,9 +63,9 @@ with st.sidebar:
             if err:
                 st.error(err)
         outlines = st.file_uploader(
-            "Objects outlined in another tool: QuPath GeoJSON, Fiji RoiSet (.zip, .roi) or "
-            "a NumPy label array (.npy)",
-            type=["geojson", "json", "zip", "roi", "npy"],
+            "Objects from another tool: QuPath GeoJSON, Fiji RoiSet (.zip, .roi), an "
+            "ilastik export (.h5) or a NumPy label array (.npy)",
+            type=["geojson", "json", "zip", "roi", "h5", "hdf5", "npy"],
             key="annot_outlines",
             disabled=task not in ("nuclei", "grains"),
             help="Nuclei: each outline is a nucleus; grains: each outline a grain and each "

@@ -164,3 +164,42 @@ def test_training_labels_from_outlines():
     assert 0 < ring < (full == 1).sum()
     grains = training_labels(boundary_map(_grain_map(10, 60)), "grains", 2)
     assert set(np.unique(grains)) == {1, 2}
+
+
+def test_ilastik_hdf5_exports(tmp_path):
+    import h5py
+
+    lab = _nuclei_labels()
+    tags = json.dumps({"axes": [{"key": "x"}, {"key": "y"}, {"key": "c"}]})
+    with h5py.File(tmp_path / "objects.h5", "w") as f:  # ilastik's layout, x before y
+        ds = f.create_dataset("exported_data", data=lab.T[..., None])
+        ds.attrs["axistags"] = tags
+        f.create_dataset("other", data=np.zeros((4, 4), np.uint8))
+    assert np.array_equal(read_mask(tmp_path / "objects.h5", lab.shape, "nuclei"), lab)
+    bnd = np.zeros((48, 48), np.uint8)
+    bnd[20] = 1
+    with h5py.File(tmp_path / "seg.h5", "w") as f:  # one array, no axistags: yx
+        f.create_dataset("data", data=bnd)
+    assert np.array_equal(read_mask(tmp_path / "seg.h5", bnd.shape, "grains"), bnd)
+    with h5py.File(tmp_path / "two.h5", "w") as f:
+        f.create_dataset("a", data=lab)
+        f.create_dataset("b", data=lab)
+    with pytest.raises(InputError, match="several label arrays"):
+        read_mask(tmp_path / "two.h5", lab.shape, "nuclei")
+    with h5py.File(tmp_path / "stack.h5", "w") as f:
+        f.create_dataset("exported_data", data=np.stack([lab, lab]))
+        f["exported_data"].attrs["axistags"] = json.dumps(
+            {"axes": [{"key": "z"}, {"key": "y"}, {"key": "x"}]}
+        )
+    with pytest.raises(InputError, match="2 entries along its 'z' axis"):
+        read_mask(tmp_path / "stack.h5", lab.shape, "nuclei")
+    (tmp_path / "fake.h5").write_bytes(b"not hdf5")
+    with pytest.raises(InputError, match="not an HDF5 file"):
+        read_mask(tmp_path / "fake.h5", lab.shape, "nuclei")
+
+
+def test_a_boundary_map_array_stays_a_boundary_map(tmp_path):
+    bnd = np.zeros((30, 30), np.uint8)
+    bnd[:, 15] = 1
+    np.save(tmp_path / "b.npy", bnd)
+    assert np.array_equal(read_mask(tmp_path / "b.npy", bnd.shape, "grains"), bnd)
