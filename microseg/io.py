@@ -356,6 +356,22 @@ def _looks_like_text(head: bytes) -> bool:
     return printable >= 0.95 * max(1, len(text))
 
 
+BYTES_PER_VALUE = 4
+"""Least memory one image value takes once read (float32 processing copies)."""
+
+
+def available_memory() -> int | None:
+    """Bytes of memory free for a new allocation (Linux ``MemAvailable``), or None."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
 def _check_shape(shape: Sequence[int], roles: str, label: str, limit: int) -> None:
     """Validate dimensions and axes from the header, before any pixel is decoded."""
     if len(shape) == 0 or any(int(n) == 0 for n in shape):
@@ -367,6 +383,14 @@ def _check_shape(shape: Sequence[int], roles: str, label: str, limit: int) -> No
         raise InputError(
             f"'{label}' holds {total:,} values, over the limit of {limit:,} "
             "(crop or split it before loading)."
+        )
+    free = available_memory()
+    if free is not None and total * BYTES_PER_VALUE > free:
+        need, have = total * BYTES_PER_VALUE / 1024**3, free / 1024**3
+        raise InputError(
+            f"'{label}' holds {total:,} values: reading and processing it needs at least "
+            f"{need:.1f} GB of memory and this machine has {have:.1f} GB free (crop or split "
+            "it before loading)."
         )
     ny, nx = int(shape[roles.index("Y")]), int(shape[roles.index("X")])
     if ny < MIN_SIDE or nx < MIN_SIDE:

@@ -748,3 +748,17 @@ def test_sem_header_without_a_usable_pixel_size(tmp_path):
                      extratags=[(34682, "s", 0, FEI_HEADER.format(w="0", h="nan"), True)])  # fmt: skip
     im = read_image(path)
     assert im.pixel_size_um is None and im.metadata["pixel_size_source"] is None
+
+
+def test_an_image_larger_than_free_memory_is_refused_before_decoding(tmp_path, monkeypatch):
+    import microseg.io as mio
+
+    path = tmp_path / "big.tif"
+    tifffile.imwrite(path, np.zeros((512, 512), np.uint8))
+    monkeypatch.setattr(mio, "available_memory", lambda: 512 * 512 * 2)  # half of what it needs
+    with pytest.raises(InputError) as err:
+        mio.read_image(path)
+    msg = str(err.value)
+    assert "262,144 values" in msg and "GB free" in msg
+    monkeypatch.setattr(mio, "available_memory", lambda: None)  # unknown: no refusal
+    assert mio.read_image(path).shape_yx == (512, 512)
