@@ -265,6 +265,31 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     e.add_argument("model", metavar="MODEL", help="MODEL file or builtin:NAME")
     e.add_argument("output", metavar="OUT", type=Path, help="OUT.zip or OUT.onnx")
+    pj = sub.add_parser(
+        "project",
+        help="list, create, export or import the app's projects",
+        description="The projects of the app's Home page. list: slug, name and image count of "
+        "each; create NAME; export SLUG FILE.zip: one project file (images, strokes, models, "
+        "specimen fields, with a manifest of checksums); import FILE.zip [--name NAME]: a new "
+        "project from a project file (a changed or foreign file is refused unread).",
+    )
+    pj.add_argument(
+        "--workspace",
+        type=Path,
+        default=None,
+        help="workspace folder (default $MICROSEG_WORKSPACE, else ~/.microseg/workspace)",
+    )
+    acts = pj.add_subparsers(dest="action", metavar="ACTION", required=True,
+                             parser_class=_Parser)  # fmt: skip
+    acts.add_parser("list", help="the projects")
+    pc = acts.add_parser("create", help="a new, empty project")
+    pc.add_argument("name", metavar="NAME")
+    pe = acts.add_parser("export", help="one project as a project file")
+    pe.add_argument("slug", metavar="SLUG", help="the project's slug (see list; default)")
+    pe.add_argument("file", metavar="FILE.zip")
+    pi = acts.add_parser("import", help="a new project from a project file")
+    pi.add_argument("file", metavar="FILE.zip")
+    pi.add_argument("--name", default=None, help="its name (default: the name in the file)")
     return p
 
 

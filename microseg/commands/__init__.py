@@ -8,7 +8,7 @@ summary (printed on stdout) or ``None``. Bad input raises
 
 from __future__ import annotations
 
-COMMANDS = ("train", "predict", "nuclei", "grains", "batch", "synth", "export-model")
+COMMANDS = ("train", "predict", "nuclei", "grains", "batch", "synth", "export-model", "project")
 
 
 def get_command(name: str):
