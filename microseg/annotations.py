@@ -135,6 +135,11 @@ def _read_npy(path: Path, shape_yx: tuple[int, int]) -> np.ndarray:
             f"'{name}' holds a {arr.dtype} array of shape {arr.shape}; a mask is a 2-D "
             "integer label image."
         )
+    return _checked_labels(arr, shape_yx, name)
+
+
+def _checked_labels(arr: np.ndarray, shape_yx: tuple[int, int], name: str) -> np.ndarray:
+    """A 2-D label array of the image's size with no negative value, as uint32."""
     if tuple(arr.shape) != tuple(shape_yx):
         raise InputError(
             f"'{name}' is {arr.shape[1]}x{arr.shape[0]} pixels but its image is "
@@ -189,14 +194,7 @@ def _read_h5(path: Path, shape_yx: tuple[int, int]) -> np.ndarray:
             arr = np.take(arr, 0, axis=i)
     order = sorted(range(len(keep)), key=lambda k: "yx".index(axes[keep[k]]))
     arr = np.transpose(arr, order)
-    if tuple(arr.shape) != tuple(shape_yx):
-        raise InputError(
-            f"'{name}' is {arr.shape[1]}x{arr.shape[0]} pixels but its image is "
-            f"{shape_yx[1]}x{shape_yx[0]}."
-        )
-    if arr.dtype.kind == "i" and arr.size and int(arr.min()) < 0:
-        raise InputError(f"'{name}' holds negative values; labels must be 0 or positive.")
-    return np.asarray(arr, np.uint32)
+    return _checked_labels(arr, shape_yx, name)
 
 
 def _axistags(raw: object, ndim: int) -> str:

@@ -43,17 +43,9 @@ def export_bytes(
     prov = res.provenance(export=kind, label_ids="track ids" if track_ids else "per frame")
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
-        if kind == "labels":
+        if kind in ("labels", "labels_ome"):
             p = exports.write_label_stack(
-                d / "labels.tif",
-                label_stack(res, track_ids),
-                pixel_size_um=res.pixel_size_um,
-                provenance=prov,
-            )
-            return p.read_bytes()
-        if kind == "labels_ome":
-            p = exports.write_label_stack(
-                d / "labels.ome.tif",
+                d / ("labels.tif" if kind == "labels" else "labels.ome.tif"),
                 label_stack(res, track_ids),
                 pixel_size_um=res.pixel_size_um,
                 provenance=prov,
