@@ -346,10 +346,16 @@ def write_tracks_napari_csv(
     return path, gpath
 
 
+def _ring_area(xy: np.ndarray) -> float:
+    """Area enclosed by a closed x/y ring (shoelace)."""
+    x, y = xy[:, 0], xy[:, 1]
+    return abs(float(np.dot(x[:-1], y[1:]) - np.dot(x[1:], y[:-1]))) / 2
+
+
 def write_imagej_rois(labels: np.ndarray, path_zip: str | Path) -> Path:
     """Write one polygon ROI per object to an ImageJ RoiSet ZIP.
 
-    Outlines come from :func:`skimage.measure.find_contours` (outer contour) in
+    Outlines are :func:`microseg.geojson.object_rings` (the largest piece's exterior) in
     ImageJ pixel-edge coordinates. Names are ``F<frame+1>-L<label>``; in a
     ``(T, Y, X)`` stack each ROI's position is ``frame + 1`` (stack position and
     hyperstack T).
@@ -362,7 +368,8 @@ def write_imagej_rois(labels: np.ndarray, path_zip: str | Path) -> Path:
     """
     from roifile import ROI_TYPE, ImagejRoi, roiwrite
     from scipy import ndimage as ndi
-    from skimage.measure import find_contours
+
+    from microseg.geojson import object_rings
 
     path = _prepare(path_zip)
     arr = np.asarray(labels)
@@ -375,16 +382,12 @@ def write_imagej_rois(labels: np.ndarray, path_zip: str | Path) -> Path:
             if sl is None:
                 continue
             lab = i + 1
-            mask = np.pad(frame[sl] == lab, 1)
-            contours = find_contours(mask.astype(np.uint8), 0.5)
-            if not contours:
+            polygons = object_rings(frame[sl] == lab, sl[0].start, sl[1].start)
+            if not polygons:
                 continue
-            c = max(contours, key=len)
-            xy = np.stack(
-                [c[:, 1] + sl[1].start - 1 + 0.5, c[:, 0] + sl[0].start - 1 + 0.5], axis=1
-            )
-            if len(xy) > 1 and np.allclose(xy[0], xy[-1]):
-                xy = xy[:-1]
+            # the outline of the largest piece (shoelace area)
+            xy = max((p[0] for p in polygons), key=_ring_area)
+            xy = xy[:-1]
             roi = ImagejRoi.frompoints(
                 xy.astype(np.float32),
                 name=f"F{t + 1:04d}-L{lab:05d}",

@@ -42,9 +42,9 @@ _SKIP_COLUMNS = {"label", "frame", "slice"}
 
 
 # ------------------------------------------------------------------ writing
-def _rings(mask: np.ndarray, y0: int, x0: int) -> list[list[np.ndarray]]:
-    """Polygons (exterior ring, then holes) of a boolean mask, as ``(N, 2)`` x/y rings
-    in corner coordinates offset by ``(y0, x0)``."""
+def object_rings(mask: np.ndarray, y0: int = 0, x0: int = 0) -> list[list[np.ndarray]]:
+    """Polygons (exterior ring, then holes) of a boolean mask, as closed ``(N, 2)`` x/y
+    rings in corner coordinates (QuPath's and ImageJ's) offset by ``(y0, x0)``."""
     from skimage.measure import find_contours, points_in_poly
 
     padded = np.pad(mask, 1).astype(np.uint8)
@@ -160,7 +160,7 @@ def features_from_labels(
         if sl is None:
             continue
         value = i + 1
-        polygons = _rings(lab[sl] == value, sl[0].start + offset[0], sl[1].start + offset[1])
+        polygons = object_rings(lab[sl] == value, sl[0].start + offset[0], sl[1].start + offset[1])
         if not polygons:
             continue
         geometry = _geometry(polygons)

@@ -39,6 +39,11 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def _file(folder: Path, name: str) -> dict[str, str]:
+    """A file of the package as the spec describes it: its name and checksum."""
+    return {"source": name, "sha256": _sha256(folder / name)}
+
+
 def _test_input(model: UNetSegmenter, image: np.ndarray | None) -> np.ndarray:
     """``(1, C, Y, X)`` float32 raw test image (a synthetic one without ``image``)."""
     c = model.net.config.in_channels
@@ -191,14 +196,8 @@ def export_bioimageio(
                         {"type": "space", "id": "y", "size": space},
                         {"type": "space", "id": "x", "size": space},
                     ],
-                    "test_tensor": {
-                        "source": "test_input.npy",
-                        "sha256": _sha256(d / "test_input.npy"),
-                    },
-                    "sample_tensor": {
-                        "source": "sample_input.tif",
-                        "sha256": _sha256(d / "sample_input.tif"),
-                    },
+                    "test_tensor": _file(d, "test_input.npy"),
+                    "sample_tensor": _file(d, "sample_input.tif"),
                     "data": {"type": "float32"},
                     "preprocessing": [
                         {
@@ -230,14 +229,8 @@ def export_bioimageio(
                             "size": {"tensor_id": "image", "axis_id": "x"},
                         },
                     ],
-                    "test_tensor": {
-                        "source": "test_output.npy",
-                        "sha256": _sha256(d / "test_output.npy"),
-                    },
-                    "sample_tensor": {
-                        "source": "sample_output.tif",
-                        "sha256": _sha256(d / "sample_output.tif"),
-                    },
+                    "test_tensor": _file(d, "test_output.npy"),
+                    "sample_tensor": _file(d, "sample_output.tif"),
                     "data": {"type": "float32"},
                     "postprocessing": [{"id": "softmax", "kwargs": {"axis": "channel"}}],
                 }
@@ -249,11 +242,11 @@ def export_bioimageio(
                     "opset_version": 17,
                 }
             },
-            "attachments": [{"source": WEIGHTS_NAME, "sha256": _sha256(d / WEIGHTS_NAME)}],
+            "attachments": [_file(d, WEIGHTS_NAME)],
             "config": {
                 "microseg": {
                     "version": __version__,
-                    "weights": {"source": WEIGHTS_NAME, "sha256": _sha256(d / WEIGHTS_NAME)},
+                    "weights": _file(d, WEIGHTS_NAME),
                     "task": model.task,
                     "classes": classes,
                     "architecture": cfg.__dict__ if hasattr(cfg, "__dict__") else {},
