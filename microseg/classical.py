@@ -266,16 +266,18 @@ class RandomForestSegmenter:
 
     # ------------------------------------------------------------------ prediction
 
-    def features(self, image: np.ndarray) -> np.ndarray:
-        """Compute this model's features for ``image`` (cache them for repeated calls)."""
+    def features(self, image: np.ndarray, reference: np.ndarray | None = None) -> np.ndarray:
+        """Compute this model's features for ``image`` (cache them for repeated calls);
+        ``reference``: see :func:`~microseg.features.compute_features`."""
         self._check_image(image)
-        return compute_features(image, self.feature_set, workers=self.workers)
+        return compute_features(image, self.feature_set, workers=self.workers, reference=reference)
 
     def predict_proba(
         self,
         image: np.ndarray | None,
         features: np.ndarray | None = None,
         feature_set: FeatureSet | None = None,
+        reference: np.ndarray | None = None,
     ) -> np.ndarray:
         """Class probabilities ``(K, Y, X)`` float32.
 
@@ -290,6 +292,9 @@ class RandomForestSegmenter:
             gives a quick low-resolution preview of shape ``(K, Y', X')``.
         feature_set : FeatureSet, optional
             The set ``features`` were computed with; refused unless it is the model's.
+        reference : ndarray, optional
+            ``(C, N)`` values the normalisation percentiles are taken from (the whole
+            image's sample when ``image`` is one tile of it).
         """
         self._require_trained()
         if feature_set is not None:
@@ -297,7 +302,7 @@ class RandomForestSegmenter:
         if features is None:
             if image is None:
                 raise InputError("Give an image (or its features) to predict.")
-            features = self.features(image)
+            features = self.features(image, reference)
         else:
             features = np.asarray(features)
             if image is not None:

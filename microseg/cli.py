@@ -78,11 +78,26 @@ def _build_parser() -> argparse.ArgumentParser:
         "predict",
         help="class maps (and probabilities) for images",
         description="Writes DIR/<stem>_classes.tif (classes 1..K); with --probabilities also "
-        "DIR/<stem>_probs.tif (float32, K x Y x X). Stacks are processed frame by frame.",
+        "DIR/<stem>_probs.tif (float32, K x Y x X). Stacks are processed frame by frame. "
+        "Images over 8192 x 8192 pixels, OME-Zarr folders and every input with --ome-zarr are "
+        "predicted tile by tile in the memory of one tile (TIFF outputs as tiled BigTIFF).",
     )
     pr.add_argument("--model", required=True, help="MODEL file or builtin:NAME")
     pr.add_argument("--out", required=True, type=Path)
     pr.add_argument("--probabilities", action="store_true", help="also write <stem>_probs.tif")
+    pr.add_argument(
+        "--ome-zarr",
+        action="store_true",
+        help="also write DIR/<stem>.ome.zarr (the image, labels/classes and, with "
+        "--probabilities, probabilities, as multiscale pyramids); predicts tile by tile",
+    )
+    pr.add_argument(
+        "--tile",
+        type=int,
+        default=None,
+        metavar="PX",
+        help="tile side for tiled prediction (default 1024)",
+    )
     pr.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
 
     n = sub.add_parser(

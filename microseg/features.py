@@ -226,6 +226,7 @@ def compute_features(
     feature_set: FeatureSet | None = None,
     normalise: bool = True,
     workers: int | None = None,
+    reference: np.ndarray | None = None,
 ) -> np.ndarray:
     """Compute the selected features of every channel.
 
@@ -241,6 +242,10 @@ def compute_features(
         Threads; default: the number of CPUs, at most 4. The work is split by channel,
         scale and horizontal strip (each strip with enough context rows that the
         result equals the whole-image computation exactly).
+    reference : ndarray, optional
+        ``(C, N)`` values the normalisation percentiles are taken from (the whole
+        image's sample when ``image`` is a tile of it; see
+        :func:`~microseg.preprocess.normalize_percentile`).
 
     Returns
     -------
@@ -253,7 +258,7 @@ def compute_features(
     if chans.shape[-2] < 2 or chans.shape[-1] < 2:
         raise InputError(f"The image is too small for features ({chans.shape[-2:]} pixels).")
     if normalise:
-        chans = normalize_percentile(chans)
+        chans = normalize_percentile(chans, reference=reference)
     elif chans.dtype != np.float32:
         chans = chans.astype(np.float32)
     n_c, ny, nx = chans.shape
@@ -324,6 +329,13 @@ def _strip_rows(nx: int) -> int:
 
 def _radius(sigma: float) -> int:
     return int(TRUNCATE * sigma + 0.5)
+
+
+def context_px(feature_set: FeatureSet | None = None) -> int:
+    """Pixels of context on each side that make the features of a region equal to
+    those of the whole image (the halo of the largest scale)."""
+    fs = feature_set or FeatureSet()
+    return max(_halo(s) for s in fs.scales)
 
 
 def _halo(sigma: float) -> int:

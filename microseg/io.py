@@ -46,7 +46,7 @@ MIN_SIDE = 8
 FORMATS = "PNG, JPEG, TIFF/OME-TIFF or CZI"
 
 _SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".czi")
-_STEM_SUFFIXES = {".ome", ".tif", ".tiff", ".png", ".jpg", ".jpeg", ".czi", ".btf", ".tf8"}
+_STEM_SUFFIXES = {".ome", ".tif", ".tiff", ".png", ".jpg", ".jpeg", ".czi", ".btf", ".tf8", ".zarr"}
 
 Source = str | os.PathLike | bytes | bytearray | memoryview | IO[bytes]
 
@@ -271,6 +271,80 @@ def read_image(
     )
 
 
+@dataclass(frozen=True)
+class ImageHeader:
+    """What an image file's header says, read without decoding its pixels.
+
+    Attributes
+    ----------
+    fmt : str
+        ``"TIFF"``, ``"ImageJ TIFF"``, ``"OME-TIFF"``, ``"CZI"``, ``"PNG"`` or ``"JPEG"``.
+    shape, source_axes : tuple of int, str
+        The stored array and its axis letters (tifffile's for TIFF).
+    roles : str
+        Per source axis one of ``TZCYX`` or ``?`` (unknown meaning).
+    keep_samples : tuple or None
+        ``(axis, n)``: only the first n samples of that axis are image (alpha follows).
+    pixel_size_um, pixel_size_source : float or None, str or None
+        The calibration found and where it came from (see :func:`read_image`).
+    """
+
+    fmt: str
+    shape: tuple[int, ...]
+    roles: str
+    source_axes: str
+    keep_samples: tuple[int, int] | None
+    pixel_size_um: float | None
+    pixel_size_source: str | None
+
+
+def read_header(source: str | os.PathLike, name: str | None = None) -> ImageHeader:
+    """Read and check an image file's header as :func:`read_image` does, without the
+    memory and size limits (for reading the image by region).
+
+    Raises
+    ------
+    InputError
+        For an empty, damaged or unsupported file, no pixels, no Y and X axes, sides
+        under :data:`MIN_SIDE` or more axes than ``TZCYX``.
+    """
+    opened, label, size = _open_source(source, name)
+    if size == 0:
+        raise InputError(f"'{label}' is empty (0 bytes).")
+    head = _peek(opened, 512)
+    fmt = _sniff(head)
+    if fmt is None:
+        raise InputError(_not_an_image(label, head))
+    try:
+        if fmt == "TIFF":
+            header, closer = _tiff_header(opened, label, size, "colors")
+        elif fmt == "CZI":
+            header, closer = _czi_header(opened, label, size)
+        else:
+            header, closer = _pil_header(opened, label, fmt, "colors")
+    except InputError:
+        raise
+    except Exception as exc:  # the libraries raise many kinds for a damaged header
+        raise InputError(
+            f"'{label}' is a damaged or truncated {fmt} file ({_short(exc)})."
+        ) from exc
+    try:
+        _check_layout(header.shape, header.roles, label)
+        try:
+            if header.verify is not None:
+                header.verify()
+        except InputError:
+            raise
+        except Exception as exc:
+            raise InputError(
+                f"'{label}' is a damaged or truncated {fmt} file ({_short(exc)})."
+            ) from exc
+    finally:
+        closer()
+    return ImageHeader(header.fmt, tuple(header.shape), header.roles, header.source_axes,
+                       header.keep_samples, header.pixel_size_um, header.pixel_size_source)  # fmt: skip
+
+
 def _short(exc: BaseException) -> str:
     """First line of an exception message, without object addresses."""
     lines = str(exc).strip().splitlines()
@@ -374,10 +448,7 @@ def available_memory() -> int | None:
 
 def _check_shape(shape: Sequence[int], roles: str, label: str, limit: int) -> None:
     """Validate dimensions and axes from the header, before any pixel is decoded."""
-    if len(shape) == 0 or any(int(n) == 0 for n in shape):
-        raise InputError(f"'{label}' contains no pixels (one of its dimensions is 0).")
-    if "Y" not in roles or "X" not in roles:
-        raise InputError(f"'{label}' is not a 2-D image (it has no Y and X axes).")
+    _check_layout(shape, roles, label)
     total = math.prod(int(n) for n in shape)
     if total > limit:
         raise InputError(
@@ -392,6 +463,14 @@ def _check_shape(shape: Sequence[int], roles: str, label: str, limit: int) -> No
             f"{need:.1f} GB of memory and this machine has {have:.1f} GB free (crop or split "
             "it before loading)."
         )
+
+
+def _check_layout(shape: Sequence[int], roles: str, label: str) -> None:
+    """Validate that the header describes a non-empty image with Y, X and known axes."""
+    if len(shape) == 0 or any(int(n) == 0 for n in shape):
+        raise InputError(f"'{label}' contains no pixels (one of its dimensions is 0).")
+    if "Y" not in roles or "X" not in roles:
+        raise InputError(f"'{label}' is not a 2-D image (it has no Y and X axes).")
     ny, nx = int(shape[roles.index("Y")]), int(shape[roles.index("X")])
     if ny < MIN_SIDE or nx < MIN_SIDE:
         raise InputError(
@@ -924,7 +1003,7 @@ def image_stem(path: str | os.PathLike) -> str:
     """File name without its image extensions: ``a.ome.tif`` -> ``a``, ``b.tif`` -> ``b``.
 
     Only known image suffixes (``.tif``, ``.tiff``, ``.ome``, ``.png``, ``.jpg``,
-    ``.jpeg``, ``.czi``) are removed, so dots inside a name survive
+    ``.jpeg``, ``.czi``, ``.zarr``) are removed, so dots inside a name survive
     (``run.2024.01.tif`` -> ``run.2024.01``).
     """
     name = Path(path).name
@@ -1087,6 +1166,65 @@ def write_tiff(
         tifffile.imwrite(
             path, arr, metadata={"axes": axes, "microseg": prov}, imagej=False, **kwargs
         )
+    return path
+
+
+def write_tiled_tiff(
+    path: str | os.PathLike,
+    array: Any,
+    axes: str,
+    pixel_size_um: float | None = None,
+    metadata: dict | None = None,
+    tile: int = 256,
+    compression: str = "zlib",
+) -> Path:
+    """Write an array larger than memory (zarr or numpy) as a tiled BigTIFF, one row of
+    tiles at a time.
+
+    The file is a plain (not ImageJ) TIFF with the axes, resolution and provenance of
+    :func:`write_tiff`; Fiji opens it with Bio-Formats, QuPath and napari directly.
+
+    Parameters
+    ----------
+    path : str or Path
+        Output file (its folder is created; an existing file is replaced).
+    array : array
+        Anything with ``shape``, ``dtype`` and slicing, last two axes Y and X.
+    axes : str
+        One letter per dimension, ending in ``YX`` (e.g. ``"CYX"``).
+    pixel_size_um, metadata
+        As for :func:`write_tiff`.
+    tile : int
+        Tile side (a multiple of 16).
+    compression : str
+        tifffile compression.
+    """
+    import tifffile
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    shape = tuple(int(n) for n in array.shape)
+    if len(axes) != len(shape) or not axes.endswith("YX"):
+        raise ValueError(f"axes {axes!r} do not describe an array of shape {shape} ending in YX")
+    h, w = shape[-2:]
+
+    def tiles():
+        for lead in np.ndindex(*shape[:-2]):
+            for y0 in range(0, h, tile):
+                strip = np.asarray(array[lead + (slice(y0, min(h, y0 + tile)), slice(None))])
+                for x0 in range(0, w, tile):
+                    yield np.ascontiguousarray(strip[:, x0 : x0 + tile])
+
+    kwargs: dict[str, Any] = {}
+    if pixel_size_um:
+        per_cm = 1e4 / pixel_size_um
+        kwargs["resolution"] = (per_cm, per_cm)
+        kwargs["resolutionunit"] = "CENTIMETER"
+    tifffile.imwrite(path, tiles(), shape=shape, dtype=np.dtype(array.dtype),
+                     tile=(tile, tile), bigtiff=True, compression=compression,
+                     photometric="minisblack", software=f"microseg {__version__}",
+                     metadata={"axes": axes, "microseg": _provenance(metadata)},
+                     **kwargs)  # fmt: skip
     return path
 
 

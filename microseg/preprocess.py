@@ -17,7 +17,11 @@ def as_channels(image: np.ndarray) -> np.ndarray:
 
 
 def normalize_percentile(
-    image: np.ndarray, low: float = 1.0, high: float = 99.8, sample: int = 1 << 20
+    image: np.ndarray,
+    low: float = 1.0,
+    high: float = 99.8,
+    sample: int = 1 << 20,
+    reference: np.ndarray | None = None,
 ) -> np.ndarray:
     """Scale each channel so its ``low``/``high`` percentiles map to 0 and 1.
 
@@ -32,14 +36,25 @@ def normalize_percentile(
         Percentiles mapped to 0 and 1.
     sample : int
         At most this many pixels (a regular subsample) are used for the percentiles.
+    reference : ndarray, optional
+        ``(C, N)`` values to take the percentiles from instead of the image's own: the
+        whole image's sample (:meth:`microseg.regions.RegionImage.percentile_sample`)
+        when ``image`` is one tile of it.
     """
     chans = as_channels(image)
+    if reference is not None and np.asarray(reference).shape[0] != chans.shape[0]:
+        raise InputError(
+            f"The percentile reference has {np.asarray(reference).shape[0]} channel(s) "
+            f"for an image of {chans.shape[0]}."
+        )
     out = np.empty(chans.shape, np.float32)
     for c, ch in enumerate(chans):
         f = ch.astype(np.float32, copy=False)
-        flat = f.ravel()
-        step = max(1, flat.size // sample)
-        ref = flat[::step]
+        if reference is None:
+            flat = f.ravel()
+            ref = flat[:: max(1, flat.size // sample)]
+        else:
+            ref = np.asarray(reference[c], np.float32)
         finite = ref[np.isfinite(ref)]
         if finite.size == 0:
             out[c] = 0

@@ -40,3 +40,11 @@ def task_spec(task: str) -> TaskSpec:
         return TASKS[task]
     except KeyError:
         raise InputError(f"Unknown task '{task}'; choose one of {', '.join(TASKS)}.") from None
+
+
+def class_colours(task: str, classes: list[str] | tuple[str, ...]) -> list[str]:
+    """A display colour per class: the task's colour where the name is one of its
+    classes, else the palette's colour of that position."""
+    spec = TASKS.get(task)
+    known = dict(zip(spec.classes + spec.optional, spec.colours, strict=False)) if spec else {}
+    return [known.get(name) or PALETTE[k % len(PALETTE)] for k, name in enumerate(classes)]

@@ -5,6 +5,11 @@ pixel, uint8) and with ``--probabilities`` ``DIR/<stem>_probs.tif`` (float32, on
 channel per class). Stacks are predicted frame by frame and slice by slice; the
 outputs keep the input's T and Z axes. Provenance (microseg version, model file and
 its SHA-256, class names) is stored in each TIFF's metadata.
+
+Single-plane images over :data:`STREAM_ABOVE_PX` pixels, OME-Zarr inputs and every
+input with ``--ome-zarr`` are predicted tile by tile (:mod:`microseg.tiled`) with the
+memory of one tile: the results go to ``DIR/<stem>.ome.zarr`` (``--ome-zarr``) or a
+scratch Zarr, and the TIFFs are written from there as tiled BigTIFFs.
 """
 
 from __future__ import annotations
@@ -77,13 +82,36 @@ def read_input(path: Path) -> MicroImage:
     return read_image(path)
 
 
+STREAM_ABOVE_PX = 8192 * 8192
+"""Single-plane images with more pixels than this are predicted tile by tile."""
+
+
+def streams(path: Path, ome_zarr: bool) -> bool:
+    """Whether ``path`` is predicted tile by tile (see the module notes)."""
+    from microseg.regions import is_ome_zarr
+
+    if ome_zarr or is_ome_zarr(path):
+        return True
+    from microseg.io import read_header
+
+    header = read_header(path)
+    planes = 1
+    for role, n in zip(header.roles, header.shape, strict=True):
+        if role in "TZ?":
+            planes *= n
+    ny = header.shape[header.roles.index("Y")]
+    nx = header.shape[header.roles.index("X")]
+    return planes == 1 and ny * nx > STREAM_ABOVE_PX
+
+
 def cmd_predict(args: argparse.Namespace, progress: Callable[[str], None]) -> dict:
     """Write ``<stem>_classes.tif`` (and ``<stem>_probs.tif``) for every input image."""
     from microseg.io import output_stems, write_tiff
+    from microseg.regions import is_ome_zarr
 
     images = [Path(p) for p in args.images]
     for p in images:
-        if not p.is_file():
+        if not (p.is_file() or is_ome_zarr(p)):
             raise InputError(f"Input image {p} does not exist.")
     model = load_model_arg(args.model, progress)
     from microseg.io import output_folder
@@ -92,7 +120,11 @@ def cmd_predict(args: argparse.Namespace, progress: Callable[[str], None]) -> di
     k = len(model.classes)
     written: list[dict[str, Any]] = []
     stems = getattr(args, "stems", None) or output_stems(images)
+    want_zarr = bool(getattr(args, "ome_zarr", False))
     for path, stem in zip(images, stems, strict=True):
+        if streams(path, want_zarr):
+            written.append(predict_streamed(path, stem, model, args, out_dir, progress))
+            continue
         image = read_input(path)
         h, w = image.shape_yx
         nt, nz = image.n_frames, image.n_slices
@@ -131,3 +163,72 @@ def cmd_predict(args: argparse.Namespace, progress: Callable[[str], None]) -> di
         written.append(entry)
         progress(f"{path.name}: wrote {Path(cpath).name}")
     return {"model": args.model, "outputs": written}
+
+
+def predict_streamed(
+    path: Path,
+    stem: str,
+    model: Segmenter,
+    args: argparse.Namespace,
+    out_dir: Path,
+    progress: Callable[[str], None],
+) -> dict[str, Any]:
+    """Predict one single-plane image tile by tile; the outputs of :func:`cmd_predict`
+    (as tiled BigTIFFs) and, with ``--ome-zarr``, ``<stem>.ome.zarr``."""
+    import shutil
+
+    from microseg.io import write_tiled_tiff
+    from microseg.omezarr import OmeZarrWriter
+    from microseg.regions import describe, open_regions
+    from microseg.tasks import class_colours
+    from microseg.tiled import TILE, predict_tiled
+
+    image = open_regions(path)
+    progress(describe(image))
+    keep_zarr = bool(getattr(args, "ome_zarr", False))
+    target = out_dir / (f"{stem}.ome.zarr" if keep_zarr else f".{stem}.partial.ome.zarr")
+    k = len(model.classes)
+    tile = int(getattr(args, "tile", None) or TILE)
+    writer = OmeZarrWriter(target, image.shape_yx, image.n_channels, image.dtype,
+                           n_classes=k if args.probabilities else None)  # fmt: skip
+    try:
+        progress(f"{path.name}: percentiles of the whole image ...")
+        reference = image.percentile_sample()
+        step = {"last": -1}
+
+        def tiles_done(done: int, total: int) -> None:
+            pct = 100 * done // total
+            if pct // 10 != step["last"] // 10 or done == total:
+                step["last"] = pct
+                progress(f"{path.name}: predicted {done}/{total} tiles ({pct} %)")
+
+        counts = predict_tiled(model, image, writer.classes, writer.probabilities, tile=tile,
+                               reference=reference, progress=tiles_done)  # fmt: skip
+        prov = model_provenance(args.model, model, input=str(path),
+                                probabilities=bool(args.probabilities), tile=tile,
+                                streamed=True)  # fmt: skip
+        prov["values"] = {str(i + 1): name for i, name in enumerate(model.classes)}
+        entry: dict[str, Any] = {"input": str(path)}
+        if keep_zarr:
+            progress(f"{path.name}: writing the OME-Zarr pyramid ...")
+            writer.copy_image(image)
+            colors = class_colours(model.task, model.classes)
+            writer.finish(model.classes, colors, image.pixel_size_um, stem, prov)
+            entry["ome_zarr"] = str(target)
+        cpath = write_tiled_tiff(out_dir / f"{stem}_classes.tif", writer.classes, "YX",
+                                 image.pixel_size_um, prov)  # fmt: skip
+        entry["classes"] = str(cpath)
+        if writer.probabilities is not None:
+            ppath = write_tiled_tiff(out_dir / f"{stem}_probs.tif", writer.probabilities, "CYX",
+                                     image.pixel_size_um, prov)  # fmt: skip
+            entry["probabilities"] = str(ppath)
+    finally:
+        if not keep_zarr:
+            shutil.rmtree(target, ignore_errors=True)
+    total = max(1, int(counts.sum()))
+    entry["area_fractions"] = {
+        name: round(float(c) / total, 6) for name, c in zip(model.classes, counts, strict=True)
+    }
+    entry["tiled"] = {"tile": tile, "read_by": image.access}
+    progress(f"{path.name}: wrote {Path(entry['classes']).name}")
+    return entry

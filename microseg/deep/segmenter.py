@@ -111,14 +111,17 @@ class UNetSegmenter:
             return self._infer
 
     # ------------------------------------------------------------------ prediction
-    def prepare(self, image: np.ndarray) -> np.ndarray:
-        """Normalise an image and match the network's input channels: float32 ``(C, Y, X)``."""
+    def prepare(self, image: np.ndarray, reference: np.ndarray | None = None) -> np.ndarray:
+        """Normalise an image and match the network's input channels: float32 ``(C, Y, X)``;
+        ``reference``: the values the percentiles are taken from (see
+        :func:`~microseg.preprocess.normalize_percentile`)."""
         arr = np.asarray(image)
         if arr.ndim == 3 and arr.shape[-1] in (3, 4) and arr.shape[0] not in (1, 3, 4):
             arr = np.moveaxis(arr[..., :3], -1, 0)
         chans = as_channels(arr)
         norm = self.metadata.get("normalisation", NORMALISATION)
-        x = normalize_percentile(chans, float(norm.get("low", 1.0)), float(norm.get("high", 99.8)))
+        low, high = float(norm.get("low", 1.0)), float(norm.get("high", 99.8))
+        x = normalize_percentile(chans, low, high, reference=reference)
         want = self.config.in_channels
         if x.shape[0] == want:
             return x

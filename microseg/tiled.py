@@ -1,0 +1,207 @@
+"""Prediction of images larger than memory, one tile at a time, for either kind of model.
+
+The image is cut into square cores of ``tile`` pixels. Each core is read with the
+context the model needs around it and predicted on its own; only the core is kept,
+so the stitched map has no seams:
+
+* random forest: the features' largest halo (:func:`microseg.features.context_px`);
+  context outside the image is left out, as the whole-image filters mirror there
+  themselves, so every tile equals the whole-image result exactly;
+* U-Net: the network's receptive radius; context outside the image is mirrored as
+  the whole-image path pads it (``numpy.pad`` reflect), and cores lie on the
+  network's pooling grid.
+
+Every tile is normalised with the whole image's percentiles (the sample of
+:meth:`~microseg.regions.RegionImage.percentile_sample`), not its own. Memory
+stays that of one tile whatever the image size; results go into any array that
+takes slice assignment (a zarr array on disk, or numpy).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from microseg.errors import InputError
+from microseg.regions import RegionImage
+from microseg.segmenter import Segmenter
+
+TILE = 1024
+"""Default side of a tile's kept core, in pixels."""
+
+TileProgress = Callable[[int, int], None]
+
+
+class Cancelled(Exception):
+    """Raised when a ``stop`` event ends tiled prediction before the next tile."""
+
+
+@dataclass(frozen=True)
+class TilePlan:
+    """How an image is cut for a model.
+
+    Attributes
+    ----------
+    tile : int
+        Side of a core (a multiple of ``multiple``).
+    context : int
+        Pixels read on each side of a core.
+    mirror : str or None
+        ``numpy.pad`` mode for context beyond the image edge (U-Net), or ``None``
+        when the context is clipped at the edge (the features mirror there).
+    multiple : int
+        Grid the cores lie on (the U-Net's pooling factor; 1 for features).
+    """
+
+    tile: int
+    context: int
+    mirror: str | None
+    multiple: int
+
+    def origins(self, shape_yx: tuple[int, int]) -> list[tuple[int, int]]:
+        """Top-left corners of the cores, row by row."""
+        h, w = shape_yx
+        return [(y, x) for y in range(0, h, self.tile) for x in range(0, w, self.tile)]
+
+
+def _is_unet(model: Segmenter) -> bool:
+    return hasattr(model, "inference_net") and hasattr(model, "prepare")
+
+
+def tile_plan(model: Segmenter, shape_yx: tuple[int, int], tile: int = TILE) -> TilePlan:
+    """The tiling of a ``shape_yx`` image for ``model`` with cores of about ``tile`` px."""
+    if not isinstance(tile, int | np.integer) or tile < 64:
+        raise InputError(f"The tile side must be a whole number of at least 64 pixels, got {tile}.")
+    if _is_unet(model):
+        cfg = model.inference_net().config
+        m = int(cfg.multiple)
+        context = -(-int(cfg.receptive_radius) // m) * m
+        tile = -(-int(tile) // m) * m
+        h, w = shape_yx
+        mode = "reflect" if min(h, w) > max(context, m) + 1 else "symmetric"
+        return TilePlan(tile, context, mode, m)
+    from microseg.features import context_px
+
+    fs = getattr(model, "feature_set", None)
+    return TilePlan(int(tile), context_px(fs), None, 1)
+
+
+def _mirror(index: np.ndarray, n: int, mode: str) -> np.ndarray:
+    """Indices beyond ``0..n-1`` folded back as ``numpy.pad`` does for ``mode``."""
+    if mode == "reflect" and n > 1:
+        period = 2 * (n - 1)
+        i = np.abs(index) % period
+        return np.where(i >= n, period - i, i)
+    period = 2 * n
+    i = index % period
+    return np.where(i >= n, period - 1 - i, i)
+
+
+def read_block(image: RegionImage, plan: TilePlan, y0: int, x0: int) -> tuple[np.ndarray, tuple]:
+    """The core at ``(y0, x0)`` with its context, and the core's place in the block.
+
+    Returns
+    -------
+    block : ndarray
+        ``(C, bh, bw)`` raw values.
+    core : tuple of slice
+        ``(ys, xs)`` of the core's in-image pixels within ``block``.
+    """
+    h, w = image.shape_yx
+    r, t = plan.context, plan.tile
+    y1, x1 = min(h, y0 + t), min(w, x0 + t)
+    if plan.mirror is None:
+        ya, xa = max(0, y0 - r), max(0, x0 - r)
+        yb, xb = min(h, y1 + r), min(w, x1 + r)
+        block = image.read(slice(ya, yb), slice(xa, xb))
+        return block, (slice(y0 - ya, y1 - ya), slice(x0 - xa, x1 - xa))
+    m = plan.multiple
+    ch = -(-(y1 - y0) // m) * m  # the core extended to the pooling grid
+    cw = -(-(x1 - x0) // m) * m
+    rows = _mirror(np.arange(y0 - r, y0 + ch + r), h, plan.mirror)
+    cols = _mirror(np.arange(x0 - r, x0 + cw + r), w, plan.mirror)
+    ya, yb, xa, xb = int(rows.min()), int(rows.max()) + 1, int(cols.min()), int(cols.max()) + 1
+    region = image.read(slice(ya, yb), slice(xa, xb))
+    block = region[:, rows - ya][:, :, cols - xa]
+    return block, (slice(r, r + y1 - y0), slice(r, r + x1 - x0))
+
+
+def predict_block(
+    model: Segmenter, block: np.ndarray, plan: TilePlan, reference: np.ndarray
+) -> np.ndarray:
+    """Class probabilities ``(K, bh, bw)`` of one block normalised with ``reference``."""
+    if _is_unet(model):
+        from microseg.deep.tiling import predict_proba_tiled
+
+        x = model.prepare(block, reference)
+        side = max(x.shape[-2:])
+        net = model.inference_net()
+        return predict_proba_tiled(net, x, tile=side, overlap=0, margin=0, device=model.device)
+    return np.asarray(model.predict_proba(block, reference=reference), np.float32)
+
+
+def predict_tiled(
+    model: Segmenter,
+    image: RegionImage,
+    classes_out: Any,
+    probs_out: Any = None,
+    *,
+    tile: int = TILE,
+    reference: np.ndarray | None = None,
+    progress: TileProgress | None = None,
+    stop: threading.Event | None = None,
+) -> np.ndarray:
+    """Predict ``image`` tile by tile into ``classes_out`` (and ``probs_out``).
+
+    Parameters
+    ----------
+    model : Segmenter
+        A random forest or U-Net.
+    image : RegionImage
+        The image, read by region.
+    classes_out : array
+        ``(Y, X)`` uint8 target (zarr or numpy): classes 1..K.
+    probs_out : array, optional
+        ``(K, Y, X)`` float32 target for the class probabilities.
+    tile : int
+        Core side in pixels (rounded up to the U-Net's pooling grid).
+    reference : ndarray, optional
+        The whole image's percentile sample; read from ``image`` when omitted.
+    progress : callable, optional
+        Called with ``(tiles done, tiles in all)`` after each tile.
+    stop : threading.Event, optional
+        Raises :class:`Cancelled` before the next tile once set.
+
+    Returns
+    -------
+    ndarray
+        Pixels per class (int64, length K).
+    """
+    k = len(model.classes)
+    plan = tile_plan(model, image.shape_yx, tile)
+    if reference is None:
+        reference = image.percentile_sample()
+    origins = plan.origins(image.shape_yx)
+    counts = np.zeros(k, np.int64)
+    h, w = image.shape_yx
+    for i, (y0, x0) in enumerate(origins):
+        if stop is not None and stop.is_set():
+            raise Cancelled("Prediction was cancelled.")
+        block, (ys, xs) = read_block(image, plan, y0, x0)
+        proba = predict_block(model, block, plan, reference)
+        if proba.shape[0] != k:
+            raise InputError(f"The model returned {proba.shape[0]} classes where it names {k}.")
+        proba = proba[:, ys, xs]
+        cls = (np.argmax(proba, axis=0) + 1).astype(np.uint8)
+        y1, x1 = min(h, y0 + plan.tile), min(w, x0 + plan.tile)
+        classes_out[y0:y1, x0:x1] = cls
+        if probs_out is not None:
+            probs_out[:, y0:y1, x0:x1] = proba
+        counts += np.bincount(cls.ravel(), minlength=k + 1)[1 : k + 1]
+        if progress is not None:
+            progress(i + 1, len(origins))
+    return counts
