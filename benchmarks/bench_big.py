@@ -1,0 +1,201 @@
+"""Images larger than memory (issue 19): ``microseg predict`` tile by tile.
+
+Writes synthetic micrographs of growing size as tiled TIFFs (a mosaic of 2048 x 2048
+renderings of :func:`microseg.synth.synth_grains` and of nuclei frames of
+:func:`microseg.synth.synth_nuclei_series`, each placed flipped or turned, written tile
+by tile so the benchmark itself holds no big array) and runs ``microseg predict
+--ome-zarr`` on each, one process per run, with three models: ``builtin:grains`` (U-Net),
+a random forest trained on strokes of one grain rendering, and ``builtin:nuclei``.
+
+Printed per model and size: seconds, megapixels per second, the per-megapixel
+efficiency relative to the 2048 x 2048 run of the same model in the same benchmark
+(target >= 0.8), and the process's peak resident memory (target < 3 GB, the same at
+every size). Beside them, the whole-image path (``predict`` without ``--ome-zarr`` on
+an image at the streaming threshold) is run on the largest size it takes, as the
+reference for memory, and the class maps of the two paths are compared on a 4096 x 4096
+image (pixel agreement, target >= 99.9 %).
+
+``python benchmarks/bench_big.py [--sizes 2048,8192,16384] [--models unet,rf,nuclei] [--out FILE]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+BASE = 2048
+RSS_TARGET_GB = 3.0
+
+
+def render_tiles(kind: str, n_variants: int = 4) -> list[np.ndarray]:
+    """Distinct 2048 x 2048 renderings (uint8) to tile a mosaic with."""
+    from microseg.synth import synth_grains, synth_nuclei_series
+
+    out = []
+    for seed in range(n_variants):
+        if kind == "grains":
+            out.append(synth_grains((BASE, BASE), 2400, seed=seed).image)
+        else:
+            s = synth_nuclei_series(1, (BASE, BASE), n_nuclei=900, seed=seed)
+            frame = np.asarray(s.frames[0], np.float32)
+            lo, hi = np.percentile(frame, [0.1, 99.9])
+            out.append(np.clip((frame - lo) / max(hi - lo, 1e-6) * 255, 0, 255).astype(np.uint8))
+    return out
+
+
+def write_mosaic(path: Path, side: int, tiles: list[np.ndarray], tile: int = 512) -> Path:
+    """A ``side`` x ``side`` uint8 tiled TIFF of turned and flipped copies of ``tiles``."""
+    import tifffile
+
+    n = side // BASE if side >= BASE else 1
+
+    def block(by: int, bx: int) -> np.ndarray:
+        i = (by * 7 + bx * 3) % (len(tiles) * 8)
+        t = tiles[i % len(tiles)]
+        t = np.rot90(t, (i // len(tiles)) % 4)
+        return t[:, ::-1] if i // (4 * len(tiles)) else t
+
+    def chunks():
+        for y0 in range(0, side, tile):
+            by, oy = divmod(y0, BASE)
+            row = np.concatenate([block(by % n, bx)[oy : oy + tile] for bx in range(n)], axis=1)
+            for x0 in range(0, side, tile):
+                yield np.ascontiguousarray(row[:, x0 : x0 + tile])
+
+    tifffile.imwrite(path, chunks(), shape=(side, side), dtype=np.uint8, tile=(tile, tile),
+                     bigtiff=True, compression="zlib", photometric="minisblack")  # fmt: skip
+    return path
+
+
+def train_rf(tiles: list[np.ndarray], out: Path) -> Path:
+    """A grains random forest from sparse truth strokes on one rendering."""
+    from microseg.classical import RandomForestSegmenter
+    from microseg.synth import synth_grains
+
+    g = synth_grains((1024, 1024), 600, seed=11)
+    rng = np.random.default_rng(0)
+    strokes = np.zeros(g.image.shape, np.uint8)
+    idx = rng.choice(g.image.size, 6000, replace=False)
+    strokes.flat[idx] = np.where(g.boundaries.flat[idx], 2, 1)
+    RandomForestSegmenter().fit(g.image, strokes, task="grains", seed=0).save(out)
+    return out
+
+
+# runs the command line in-process, then reports the process's own peak resident memory
+# (VmHWM; a child's ru_maxrss would include the parent's memory at fork time)
+_WRAP = """import sys
+from microseg.cli import main
+rc = main(sys.argv[1:])
+hwm = [ln for ln in open('/proc/self/status') if ln.startswith('VmHWM:')][0].split()[1]
+print('VMHWM_KB', hwm, file=sys.stderr)
+sys.exit(rc)
+"""
+
+
+def run_predict(model: str, image: Path, out: Path, streamed: bool) -> tuple[float, float]:
+    """(seconds, peak RSS in GB) of one ``microseg predict`` process."""
+    cmd = [sys.executable, "-c", _WRAP, "predict", "--model", model, "--out", str(out)]
+    cmd += (["--ome-zarr"] if streamed else []) + [str(image)]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    seconds = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd[3:])} failed:\n{proc.stderr[-2000:]}")
+    hwm = [ln for ln in proc.stderr.splitlines() if ln.startswith("VMHWM_KB")][-1]
+    return seconds, int(hwm.split()[1]) / 1024**2
+
+
+def agreement(model: str, image: Path, work: Path) -> float:
+    """Pixel agreement of the whole-image and the tiled class maps of ``image``."""
+    import tifffile
+
+    run_predict(model, image, work / "whole", streamed=False)
+    run_predict(model, image, work / "tiled", streamed=True)
+    a = tifffile.imread(work / "whole" / f"{image.stem}_classes.tif")
+    b = tifffile.imread(work / "tiled" / f"{image.stem}_classes.tif")
+    return float((a == b).mean())
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--sizes", default="2048,8192,16384")
+    ap.add_argument("--models", default="unet,rf,nuclei")
+    ap.add_argument("--whole", type=int, default=8192, help="side of the whole-image reference")
+    ap.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temp dir)")
+    ap.add_argument("--out", type=Path)
+    a = ap.parse_args(argv)
+    t_start = time.perf_counter()
+    sizes = [int(s) for s in a.sizes.split(",")]
+    models = a.models.split(",")
+    tmp = tempfile.TemporaryDirectory(dir=a.work) if a.work is None else None
+    work = Path(tmp.name) if tmp else a.work
+    work.mkdir(parents=True, exist_ok=True)
+    lines = [f"$ python benchmarks/bench_big.py {' '.join(argv if argv is not None else sys.argv[1:])}",
+             f"microseg predict --ome-zarr, tile by tile (issue 19); python {platform.python_version()}, "
+             f"{os.cpu_count()} CPUs, load average {', '.join(f'{v:.1f}' for v in os.getloadavg())}",
+             ""]  # fmt: skip
+    tiles = {"grains": render_tiles("grains")}
+    if "nuclei" in models:
+        tiles["nuclei"] = render_tiles("nuclei")
+    spec = {"unet": ("builtin:grains", "grains"), "nuclei": ("builtin:nuclei", "nuclei")}
+    if "rf" in models:
+        spec["rf"] = (str(train_rf(tiles["grains"], work / "rf.safetensors")), "grains")
+    header = f"{'model':<16}{'side':>7}{'MP':>8}{'s':>9}{'MP/s':>8}{'eff.':>7}{'peak RSS GB':>13}"
+    lines.append(header)
+    for name in models:
+        model, kind = spec[name]
+        base_rate = None
+        for side in sizes:
+            image = write_mosaic(work / f"{kind}_{side}.tif", side, tiles[kind])
+            secs, rss = run_predict(model, image, work / f"out_{name}_{side}", streamed=True)
+            mp_ = side * side / 1e6
+            rate = mp_ / secs
+            base_rate = rate if side == BASE or base_rate is None else base_rate
+            lines.append(f"{name:<16}{side:>7}{mp_:>8.0f}{secs:>9.1f}{rate:>8.2f}"
+                         f"{rate / base_rate:>7.2f}{rss:>13.2f}")  # fmt: skip
+            print(lines[-1], file=sys.stderr, flush=True)
+            image.unlink()
+            import shutil
+
+            shutil.rmtree(work / f"out_{name}_{side}", ignore_errors=True)
+        if a.whole:
+            image = write_mosaic(work / f"{kind}_{a.whole}.tif", a.whole, tiles[kind])
+            secs, rss = run_predict(model, image, work / f"whole_{name}", streamed=False)
+            mp_ = a.whole**2 / 1e6
+            lines.append(f"{name + ' whole':<16}{a.whole:>7}{mp_:>8.0f}{secs:>9.1f}"
+                         f"{mp_ / secs:>8.2f}{'':>7}{rss:>13.2f}")  # fmt: skip
+            print(lines[-1], file=sys.stderr, flush=True)
+            image.unlink()
+    lines += ["", "eff.: MP/s relative to the 2048 x 2048 run of the same model (target >= 0.8); "
+              f"peak RSS: the predict process's maximum resident memory (target < {RSS_TARGET_GB:g} GB "
+              "at every size); 'whole': predict without --ome-zarr (the whole image in memory), "
+              "the reference", ""]  # fmt: skip
+    for name in models:
+        model, kind = spec[name]
+        image = write_mosaic(work / f"{kind}_agree.tif", 4096, tiles[kind])
+        agree = agreement(model, image, work / f"agree_{name}")
+        lines.append(f"{name}: class maps whole-image vs tiled on 4096 x 4096: {100 * agree:.4f} % "
+                     "of pixels agree (target >= 99.9 %)")  # fmt: skip
+        print(lines[-1], file=sys.stderr, flush=True)
+    lines += ["", f"total run time {time.perf_counter() - t_start:.0f} s"]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if a.out:
+        a.out.parent.mkdir(parents=True, exist_ok=True)
+        a.out.write_text(text)
+    if tmp:
+        tmp.cleanup()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
