@@ -98,6 +98,13 @@ def _build_parser() -> argparse.ArgumentParser:
         metavar="PX",
         help="tile side for tiled prediction (default 1024)",
     )
+    pr.add_argument(
+        "--scheduler",
+        default=None,
+        metavar="tcp://HOST:PORT",
+        help="predict the tiles on a Dask cluster (the model, inputs and DIR at the same "
+        "paths on its workers); tiles are whole 512-px chunks",
+    )
     pr.add_argument("images", nargs="+", type=Path, metavar="IMAGE")
 
     n = sub.add_parser(
@@ -114,6 +121,14 @@ def _build_parser() -> argparse.ArgumentParser:
     n.add_argument("--out", required=True, type=Path)
     n.add_argument("--pixel-size", type=float, default=None, help="µm per pixel")
     n.add_argument("--channel", type=int, default=None, help="channel to segment (0-based)")
+    n.add_argument(
+        "--ome-zarr",
+        action="store_true",
+        help="single-plane images tile by tile: also write DIR/<stem>.ome.zarr (the image and "
+        "labels/nuclei); images over 8192 x 8192 px and OME-Zarr folders go this way on their own",
+    )
+    n.add_argument("--tile", type=int, default=None, metavar="PX",
+                   help="core side of the windows of a tiled run (default 1024)")  # fmt: skip
     n.add_argument("--track", action="store_true", help="link nuclei across frames")
     n.add_argument(
         "--diameter",

@@ -11,13 +11,14 @@ benchmarks share this module.
 
 from __future__ import annotations
 
+import copy
 import os
 import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -26,6 +27,10 @@ from microseg.errors import InputError
 from microseg.image import MicroImage
 from microseg.segmenter import Segmenter
 from microseg.timeseries import SeriesResult
+
+if TYPE_CHECKING:
+    from microseg.regions import RegionImage
+    from microseg.tiled_objects import TiledObjects
 
 #: h-maxima height that keeps one seed per connected foreground region (no splitting)
 _NO_SPLIT_H = 1e9
@@ -128,6 +133,13 @@ class FrameSegmenter:
                 )
             self.instance_params["h_fraction"] = float(h_fraction)
 
+    def with_diameter(self, object_diameter_px: float | str | None) -> FrameSegmenter:
+        """A copy that rescales by ``object_diameter_px`` (see the class parameters)."""
+        other = copy.copy(self)
+        other.instance_params = dict(self.instance_params)
+        other.object_diameter_px = object_diameter_px
+        return other
+
     def model_input(self, frame: np.ndarray) -> np.ndarray:
         """The part of ``frame`` the model sees (one channel or all)."""
         frame = np.asarray(frame)
@@ -151,10 +163,16 @@ class FrameSegmenter:
         d = self.model.estimate_object_diameter(np.stack([~fg, fg]).astype(np.float32))
         return self.model.auto_zoom(d)
 
-    def probabilities(self, frame: np.ndarray) -> np.ndarray:
-        """Class probabilities ``(K, Y, X)`` of ``frame`` (normalised by the model)."""
+    def probabilities(self, frame: np.ndarray, reference: np.ndarray | None = None) -> np.ndarray:
+        """Class probabilities ``(K, Y, X)`` of ``frame`` (normalised by the model;
+        ``reference``: the whole image's percentile sample when ``frame`` is a window)."""
         x = self.model_input(frame)
         kw: dict[str, Any] = {}
+        if reference is not None:
+            ref = np.asarray(reference)
+            if self.channel is not None and np.asarray(frame).ndim == 3:
+                ref = ref[int(self.channel) : int(self.channel) + 1]
+            kw["reference"] = ref
         if self.augment:
             kw["augment"] = True
         if self.object_diameter_px is not None:
@@ -512,3 +530,74 @@ def run_nuclei(
         run.track_summary = pd.concat(non_empty, ignore_index=True) if non_empty else None
         run.track_params = track_params
     return run
+
+
+CENTRAL_WINDOW = 2048
+"""Side of the central window the nucleus diameter of a tiled run is measured in."""
+
+
+def tiled_diameter(
+    image: RegionImage, segmenter: FrameSegmenter, reference: np.ndarray
+) -> float | str | None:
+    """The fixed nucleus diameter a tiled run uses: ``"auto"`` is measured once, in the
+    central :data:`CENTRAL_WINDOW` of the image (so every window is rescaled alike)."""
+    d = segmenter.object_diameter_px
+    if d != "auto":
+        return d
+    h, w = image.shape_yx
+    side = CENTRAL_WINDOW
+    ys = slice(max(0, h // 2 - side // 2), min(h, h // 2 + side // 2))
+    xs = slice(max(0, w // 2 - side // 2), min(w, w // 2 + side // 2))
+    p = segmenter.with_diameter(None).probabilities(image.read(ys, xs), reference)
+    model = segmenter.model
+    measured = model.clamp_diameter(model.estimate_object_diameter(p))
+    return None if model.auto_zoom(measured) == 1.0 else measured
+
+
+def segment_tiled(
+    image: RegionImage,
+    segmenter: FrameSegmenter,
+    labels_out: Any,
+    pixel_size_um: float | None = None,
+    *,
+    tile: int = 1024,
+    progress: Callable[[int, int], None] | None = None,
+    stop: threading.Event | None = None,
+) -> tuple[TiledObjects, dict[str, Any]]:
+    """Nuclei of a single-plane image larger than memory, window by window
+    (:mod:`microseg.tiled_objects`), into ``labels_out`` and one table.
+
+    Every window is normalised with the whole image's percentiles and rescaled by one
+    diameter (:func:`tiled_diameter`); the margin around each core is three nucleus
+    diameters (at least 64 px), so a nucleus cut by a tile border is found whole.
+
+    Returns
+    -------
+    TiledObjects, dict
+        The objects and the settings used (diameter, margin, tile).
+    """
+    from microseg.tiled_objects import objects_tiled
+
+    reference = image.percentile_sample()
+    diameter = tiled_diameter(image, segmenter, reference)
+    fixed = segmenter.with_diameter(diameter)
+    size = diameter if isinstance(diameter, float | int) else None
+    size = size or float(segmenter.model.metadata.get("object_diameter_px") or 20.0)
+    margin = max(64, int(np.ceil(3 * float(size))))
+
+    def find(window: np.ndarray, origin: tuple[int, int]) -> np.ndarray:
+        frame = window[0] if window.shape[0] == 1 else window
+        return fixed.instances(fixed.probabilities(frame, reference))
+
+    def measure(labels: np.ndarray, window: np.ndarray) -> pd.DataFrame:
+        return measure_nuclei(labels, window[0] if window.shape[0] == 1 else window, pixel_size_um)
+
+    found = objects_tiled(image, find, labels_out, tile=tile, margin=margin, measure=measure,
+                          progress=progress, stop=stop)  # fmt: skip
+    if len(found.table):
+        found.table["frame"] = 0
+        found.table = order_columns(found.table)
+    settings = dict(fixed.settings(), tile=tile, margin_px=margin, diameter_measured_in=(
+        f"the central {CENTRAL_WINDOW} px window" if segmenter.object_diameter_px == "auto" else None
+    ))  # fmt: skip
+    return found, settings

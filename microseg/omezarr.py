@@ -5,8 +5,9 @@ Layout of ``<stem>.ome.zarr`` (Zarr format 2, ``/``-separated chunk keys, Blosc-
 * the root is the input image, ``(c, y, x)``, as a multiscale pyramid ``0, 1, ...``
   (each level half the size of the one before, 2x2 means) down to one chunk;
 * ``labels/classes`` is the class map (1..K, uint8) as an NGFF label image with the
-  class names and colours, levels by nearest-neighbour subsampling; napari
-  (napari-ome-zarr), QuPath and Fiji (MoBIE) show it over the image;
+  class names and colours (``labels/nuclei``: uint32 instance ids), levels by
+  nearest-neighbour subsampling; napari (napari-ome-zarr), QuPath and Fiji (MoBIE)
+  show it over the image;
 * with probabilities, ``probabilities`` is a second multiscale image, ``(c, y, x)``
   float32, one channel per class (a group that image viewers can open on its own).
 
@@ -67,6 +68,9 @@ class OmeZarrWriter:
         Value type of the image.
     n_classes : int or None
         With a number, a ``(K, Y, X)`` float32 probabilities image is made too.
+    label_name, label_dtype
+        Name and value type of the label image: ``"classes"`` (uint8 class map) or,
+        e.g., ``"nuclei"`` (uint32 instance ids).
     """
 
     def __init__(
@@ -76,6 +80,8 @@ class OmeZarrWriter:
         n_channels: int,
         dtype: np.dtype,
         n_classes: int | None = None,
+        label_name: str = "classes",
+        label_dtype: Any = np.uint8,
     ) -> None:
         import zarr
 
@@ -88,16 +94,27 @@ class OmeZarrWriter:
         self.levels = level_shapes(self.shape_yx)
         self.root = zarr.open_group(self.path, mode="w", zarr_format=2)
         labels = self.root.create_group("labels")
-        self.label_group = labels.create_group("classes")
+        self.label_name = str(label_name)
+        self.label_group = labels.create_group(self.label_name)
         self.prob_group = self.root.create_group("probabilities") if n_classes else None
         h, w = self.shape_yx
         self.image = self._array(self.root, "0", (n_channels, h, w), dtype)
-        self.classes = self._array(self.label_group, "0", (h, w), np.uint8)
+        self.classes = self._array(self.label_group, "0", (h, w), label_dtype)
         self.probabilities = (
             self._array(self.prob_group, "0", (int(n_classes), h, w), np.float32)
             if self.prob_group is not None
             else None
         )
+
+    @property
+    def classes_path(self) -> Path:
+        """Folder of the full-resolution class-map array."""
+        return self.path / "labels" / self.label_name / "0"
+
+    @property
+    def probabilities_path(self) -> Path | None:
+        """Folder of the full-resolution probabilities array (None without one)."""
+        return None if self.prob_group is None else self.path / "probabilities" / "0"
 
     @staticmethod
     def _array(group: Any, name: str, shape: tuple[int, ...], dtype: Any) -> Any:
@@ -128,7 +145,8 @@ class OmeZarrWriter:
         name: str,
         provenance: dict | None = None,
     ) -> Path:
-        """Build every pyramid and write the NGFF metadata; returns the folder."""
+        """Build every pyramid and write the NGFF metadata; returns the folder
+        (``class_names``, ``colors``: of label values 1..K; empty for instance ids)."""
         self._pyramid(self.root, self.image, mean=True)
         self._pyramid(self.label_group, self.classes, mean=False)
         if self.prob_group is not None:
@@ -137,18 +155,20 @@ class OmeZarrWriter:
 
         meta = {"microseg": jsonable(provenance or {})}
         self.root.attrs["multiscales"] = [self._multiscales(name, pixel_size_um, True, meta)]
-        self.root["labels"].attrs["labels"] = ["classes"]
+        self.root["labels"].attrs["labels"] = [self.label_name]
         self.label_group.attrs["multiscales"] = [
-            self._multiscales("classes", pixel_size_um, False, None)
+            self._multiscales(self.label_name, pixel_size_um, False, None)
         ]
-        self.label_group.attrs["image-label"] = {
-            "version": NGFF_VERSION,
-            "colors": [{"label-value": k + 1, "rgba": _rgba(c)} for k, c in enumerate(colors)],
-            "properties": [
+        image_label: dict[str, Any] = {"version": NGFF_VERSION, "source": {"image": "../../"}}
+        if colors:
+            image_label["colors"] = [
+                {"label-value": k + 1, "rgba": _rgba(c)} for k, c in enumerate(colors)
+            ]
+        if class_names:
+            image_label["properties"] = [
                 {"label-value": k + 1, "class": str(n)} for k, n in enumerate(class_names)
-            ],
-            "source": {"image": "../../"},
-        }
+            ]
+        self.label_group.attrs["image-label"] = image_label
         if self.prob_group is not None:
             self.prob_group.attrs["multiscales"] = [
                 self._multiscales("probabilities", pixel_size_um, True, None)

@@ -14,7 +14,9 @@ so the stitched map has no seams:
 Every tile is normalised with the whole image's percentiles (the sample of
 :meth:`~microseg.regions.RegionImage.percentile_sample`), not its own. Memory
 stays that of one tile whatever the image size; results go into any array that
-takes slice assignment (a zarr array on disk, or numpy).
+takes slice assignment (a zarr array on disk, or numpy). On a Dask cluster
+(:func:`predict_tiled_on_cluster`) the tiles are spread over the workers, each
+loading the model once and writing its tiles into the Zarr arrays itself.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -205,3 +209,140 @@ def predict_tiled(
         if progress is not None:
             progress(i + 1, len(origins))
     return counts
+
+
+# ----------------------------------------------------------------------------- on a cluster
+
+
+@lru_cache(maxsize=2)
+def _worker_model(spec: str) -> Segmenter:
+    """The model, loaded once per process (each Dask worker loads it on its first tile)."""
+    from microseg.segmenter import load_segmenter
+
+    model = load_segmenter(spec)
+    threads = _worker_threads()
+    if threads and hasattr(model, "workers"):
+        model.workers = threads
+    return model
+
+
+@lru_cache(maxsize=4)
+def _worker_image(path: str) -> RegionImage:
+    from microseg.regions import open_regions
+
+    return open_regions(path)
+
+
+def _worker_threads() -> int | None:
+    """Threads of the Dask worker this runs on (None outside a worker)."""
+    try:
+        from distributed import get_worker
+
+        return int(get_worker().state.nthreads)
+    except (ImportError, ValueError, AttributeError):
+        return None
+
+
+def predict_tile_task(
+    spec: str,
+    image_path: str,
+    classes_path: str,
+    probs_path: str | None,
+    y0: int,
+    x0: int,
+    tile: int,
+    reference: np.ndarray,
+) -> np.ndarray:
+    """One tile on a Dask worker: predict it and write it into the Zarr arrays at
+    ``classes_path`` (and ``probs_path``); returns its pixels per class."""
+    import zarr
+
+    threads = _worker_threads()
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    model = _worker_model(spec)
+    image = _worker_image(image_path)
+    plan = tile_plan(model, image.shape_yx, tile)
+    block, (ys, xs) = read_block(image, plan, y0, x0)
+    proba = predict_block(model, block, plan, reference)[:, ys, xs]
+    cls = (np.argmax(proba, axis=0) + 1).astype(np.uint8)
+    h, w = image.shape_yx
+    y1, x1 = min(h, y0 + plan.tile), min(w, x0 + plan.tile)
+    zarr.open_array(classes_path, mode="r+")[y0:y1, x0:x1] = cls
+    if probs_path is not None:
+        zarr.open_array(probs_path, mode="r+")[:, y0:y1, x0:x1] = proba
+    k = proba.shape[0]
+    return np.bincount(cls.ravel(), minlength=k + 1)[1 : k + 1]
+
+
+def predict_tiled_on_cluster(
+    address: str,
+    spec: str,
+    image_path: str | Path,
+    classes_path: str | Path,
+    probs_path: str | Path | None = None,
+    *,
+    tile: int = TILE,
+    chunk: int = 512,
+    reference: np.ndarray | None = None,
+    progress: TileProgress | None = None,
+) -> np.ndarray:
+    """:func:`predict_tiled` with the tiles spread over the workers of a Dask cluster.
+
+    Each worker loads the model (``spec``: a file or ``builtin:NAME``) once and writes
+    its tiles straight into the Zarr arrays, so the model file, the image and the output
+    folder must be at the same paths on every worker (one machine, or a shared
+    filesystem). Tiles are rounded up to whole ``chunk`` s, so no two workers write the
+    same chunk.
+
+    Raises
+    ------
+    InputError
+        When no Dask scheduler answers at ``address``.
+    """
+    from distributed import Client, as_completed
+
+    from microseg.regions import open_regions
+
+    if "://" not in str(address):
+        raise InputError(f"--scheduler must look like tcp://HOST:PORT, not {address}.")
+    tile = -(-int(tile) // chunk) * chunk
+    image = open_regions(image_path)
+    model = _worker_model(spec)
+    plan = tile_plan(model, image.shape_yx, tile)
+    if plan.tile % chunk:
+        raise InputError(f"Tiles of {plan.tile} px do not align with {chunk}-px chunks.")
+    if reference is None:
+        reference = image.percentile_sample()
+    try:
+        client = Client(str(address), timeout=10)
+    except (OSError, TimeoutError) as exc:
+        raise InputError(f"No Dask scheduler answers at {address}.") from exc
+    try:
+        ref = client.scatter(reference, broadcast=True)
+        origins = plan.origins(image.shape_yx)
+        futures = [
+            client.submit(
+                predict_tile_task,
+                str(spec),
+                str(Path(image_path).resolve()),
+                str(Path(classes_path).resolve()),
+                None if probs_path is None else str(Path(probs_path).resolve()),
+                y0,
+                x0,
+                plan.tile,
+                ref,
+                pure=False,
+            )  # fmt: skip
+            for y0, x0 in origins
+        ]
+        counts = np.zeros(len(model.classes), np.int64)
+        for done, fut in enumerate(as_completed(futures), start=1):
+            counts += fut.result()
+            if progress is not None:
+                progress(done, len(origins))
+        return counts
+    finally:
+        client.close()

@@ -316,3 +316,41 @@ def test_summary_json_carries_counts_and_a_quality_verdict(work, tracked):
     assert set(q) >= {"reasons", "checks", "next_steps"}
     assert q["checks"]["n_nuclei"] > 0 and 0 < q["checks"]["foreground_fraction"] < 0.7
     assert "provenance" in s
+
+
+def test_a_single_plane_tile_by_tile_gives_the_whole_image_nuclei(work, tmp_path, capsys):
+    from ome_zarr_models.v04 import ImageLabel
+    import zarr
+
+    from microseg.metrics import match_instances
+
+    frame = work["series"].frames[2]
+    tifffile.imwrite(tmp_path / "plane.tif", frame, tile=(64, 64))
+    model = str(work["model"])
+    assert main(["nuclei", "--model", model, "--out", str(tmp_path / "whole"),
+                 str(tmp_path / "plane.tif")]) == 0  # fmt: skip
+    rc = main(["nuclei", "--model", model, "--out", str(tmp_path / "tiled"), "--ome-zarr",
+               "--tile", "64", str(tmp_path / "plane.tif")])  # fmt: skip
+    assert rc == 0
+    whole = tifffile.imread(tmp_path / "whole" / "plane_labels.tif")
+    tiled = tifffile.imread(tmp_path / "tiled" / "plane_labels.tif")
+    assert tiled.max() == whole.max() > 5
+    m = match_instances(whole, tiled, 0.5)
+    assert m.fp == 0 and m.fn == 0 and m.mean_matched_iou > 0.99
+    objects = pd.read_csv(tmp_path / "tiled" / "plane_objects.csv")
+    assert list(objects.columns[: len(FIRST_COLUMNS)]) == FIRST_COLUMNS
+    assert len(objects) == tiled.max() and objects["label"].is_unique
+    summary = json.loads((tmp_path / "tiled" / "plane_summary.json").read_text())
+    assert summary["nuclei"] == tiled.max() and summary["tiled"]["windows"] > 1
+    assert summary["quality"]["verdict"] in ("ok", "check", "do_not_trust")
+    g = zarr.open_group(tmp_path / "tiled" / "plane.ome.zarr", mode="r")
+    ImageLabel.from_zarr(g["labels/nuclei"])
+    np.testing.assert_array_equal(np.asarray(g["labels/nuclei/0"]), tiled)
+
+
+def test_tracking_a_tiled_plane_gets_one_sentence(work, tmp_path, capsys):
+    tifffile.imwrite(tmp_path / "plane.tif", work["series"].frames[0])
+    rc = main(["nuclei", "--model", str(work["model"]), "--out", str(tmp_path / "o"), "--track",
+               "--ome-zarr", str(tmp_path / "plane.tif")])  # fmt: skip
+    assert rc != 0
+    assert "no frames to track; leave out --track" in capsys.readouterr().err

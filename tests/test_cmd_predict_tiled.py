@@ -79,3 +79,38 @@ def test_a_stack_with_ome_zarr_gets_one_sentence(sample, tmp_path, capsys):  # n
     assert rc != 0
     err = capsys.readouterr().err.strip().splitlines()
     assert "is a stack (3 time points)" in err[-1] and "Traceback" not in "\n".join(err)
+
+
+def test_tiles_on_a_two_worker_dask_cluster_equal_the_whole_image(sample, tmp_path):  # noqa: F811
+    from distributed import Client, LocalCluster
+
+    from microseg import tiled
+
+    d, model, _ = sample
+    img = tifffile.imread(d / "image.tif")
+    big = np.block([[img, img[:, ::-1]], [img[::-1], img[::-1, ::-1]]])[:1000, :1100]
+    tifffile.imwrite(tmp_path / "big.tif", big, tile=(128, 128))
+    ref = tmp_path / "ref"
+    assert main(["predict", "--model", str(model), "--out", str(ref), "--probabilities",
+                 str(tmp_path / "big.tif")]) == 0  # fmt: skip
+    out = tmp_path / "pred"
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                      host="127.0.0.1") as cluster:  # fmt: skip
+        rc = main(["predict", "--model", str(model), "--out", str(out), "--probabilities",
+                   "--scheduler", cluster.scheduler_address, "--tile", "256",
+                   str(tmp_path / "big.tif")])  # fmt: skip
+        assert rc == 0
+        with Client(cluster.scheduler_address) as client:  # each worker loaded the model once
+            loaded = client.run(lambda: tiled._worker_model.cache_info().misses)
+        assert sorted(loaded.values()) == [1, 1]
+    for name in ("big_classes.tif", "big_probs.tif"):
+        np.testing.assert_array_equal(tifffile.imread(out / name), tifffile.imread(ref / name))
+    assert not any(p.name.startswith(".") for p in out.iterdir())
+
+
+def test_no_scheduler_at_the_address_gets_one_sentence(sample, tmp_path, capsys):  # noqa: F811
+    d, model, _ = sample
+    rc = main(["predict", "--model", str(model), "--out", str(tmp_path / "o"), "--scheduler",
+               "tcp://127.0.0.1:9", str(d / "image.tif")])  # fmt: skip
+    assert rc != 0
+    assert "No Dask scheduler answers at tcp://127.0.0.1:9" in capsys.readouterr().err

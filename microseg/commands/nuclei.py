@@ -35,7 +35,14 @@ import numpy as np
 
 from microseg.errors import InputError
 from microseg.image import MicroImage
-from microseg.nuclei import FrameMeasurer, FrameSegmenter, NucleiRun, default_workers, run_nuclei
+from microseg.nuclei import (
+    FrameMeasurer,
+    FrameSegmenter,
+    NucleiRun,
+    default_workers,
+    empty_objects,
+    run_nuclei,
+)
 from microseg.quality import Quality
 from microseg.segmenter import Segmenter
 
@@ -141,14 +148,30 @@ def process_file(
     h_fraction: float | None = None,
     stem: str | None = None,
     geojson: bool = False,
+    ome_zarr: bool = False,
+    tile: int | None = None,
 ) -> dict[str, Any]:
     """Run ``microseg nuclei`` on one input file; returns a summary of what was written
     (``stem``: of the output names, by default the file's :func:`microseg.io.image_stem`;
-    ``geojson``: also write ``<stem>.geojson`` for QuPath)."""
+    ``geojson``: also write ``<stem>.geojson`` for QuPath; ``ome_zarr``: tile by tile,
+    see :func:`process_file_tiled`)."""
     from microseg.commands.predict import model_provenance, read_input
     from microseg.io import image_stem
 
     report = progress or (lambda msg: None)
+    from microseg.commands.predict import streams
+
+    if streams(Path(path), ome_zarr):
+        if track:
+            raise InputError(
+                f"{Path(path).name} is processed tile by tile (one plane), so it has no frames "
+                "to track; leave out --track."
+            )
+        return process_file_tiled(Path(path), model, model_spec, Path(out_dir), pixel_size_um=pixel_size_um,
+                                  channel=channel, progress=report, augment=augment,
+                                  object_diameter_px=object_diameter_px, threshold=threshold,
+                                  h_fraction=h_fraction, stem=stem, ome_zarr=ome_zarr,
+                                  tile=tile)  # fmt: skip
     image = read_input(Path(path))
     if channel is not None and not 0 <= int(channel) < image.n_channels:
         raise InputError(
@@ -223,6 +246,129 @@ def process_file(
     return summary
 
 
+def process_file_tiled(
+    path: Path,
+    model: Segmenter,
+    model_spec: str,
+    out_dir: Path,
+    *,
+    pixel_size_um: float | None = None,
+    channel: int | None = None,
+    progress: Callable[[str], None] | None = None,
+    augment: bool = False,
+    object_diameter_px: float | str | None = "auto",
+    threshold: float | None = None,
+    h_fraction: float | None = None,
+    stem: str | None = None,
+    ome_zarr: bool = False,
+    tile: int | None = None,
+) -> dict[str, Any]:
+    """``microseg nuclei`` on a single-plane image read by region, window by window
+    (:func:`microseg.nuclei.segment_tiled`): ``<stem>_labels.tif`` (tiled BigTIFF,
+    uint32), the object and frame tables, the summary and, with ``ome_zarr``,
+    ``<stem>.ome.zarr`` (the image and ``labels/nuclei``). The quality verdict is
+    taken on the central window; no GeoJSON is written."""
+    import shutil
+
+    from microseg.commands.predict import model_provenance
+    from microseg.exports import write_table_csv
+    from microseg.io import image_stem, jsonable, output_folder, write_tiled_tiff
+    from microseg.nuclei import CENTRAL_WINDOW, frame_table, segment_tiled
+    from microseg.omezarr import OmeZarrWriter
+    from microseg.regions import describe, open_regions
+
+    report = progress or (lambda msg: None)
+    image = open_regions(path)
+    report(describe(image))
+    if channel is not None and not 0 <= int(channel) < image.n_channels:
+        raise InputError(f"--channel {channel} does not exist; {path.name} has "
+                         f"{image.n_channels} channel(s) (0-based).")  # fmt: skip
+    if pixel_size_um is not None:
+        from microseg.pixel_size import check_pixel_size
+
+        pixel_size_um = check_pixel_size(pixel_size_um, "--pixel-size")
+    ps = float(pixel_size_um) if pixel_size_um else image.pixel_size_um
+    segmenter = FrameSegmenter(model, channel=channel, augment=augment,
+                               object_diameter_px=object_diameter_px, threshold=threshold,
+                               h_fraction=h_fraction)  # fmt: skip
+    stem = stem or image_stem(path)
+    out_dir = output_folder(out_dir)
+    target = out_dir / (f"{stem}.ome.zarr" if ome_zarr else f".{stem}.partial.ome.zarr")
+    writer = OmeZarrWriter(target, image.shape_yx, image.n_channels, image.dtype,
+                           label_name="nuclei", label_dtype=np.uint32)  # fmt: skip
+    step = {"last": -1}
+
+    def windows_done(done: int, total: int) -> None:
+        pct = 100 * done // total
+        if pct // 10 != step["last"] // 10 or done == total:
+            step["last"] = pct
+            report(f"{path.name}: {done}/{total} windows ({pct} %)")
+
+    written: dict[str, str] = {}
+    try:
+        found, settings = segment_tiled(
+            image, segmenter, writer.classes, ps, tile=int(tile or 1024), progress=windows_done
+        )
+        params = dict(settings, pixel_size_um=ps, track=False, tiled=True,
+                      pixel_size_source="--pixel-size" if pixel_size_um
+                      else image.metadata.get("pixel_size_source"))  # fmt: skip
+        prov = model_provenance(model_spec, model, input=str(path), **params)
+        lab_prov = dict(prov, values="0 = background, 1..N = nuclei")
+        if ome_zarr:
+            report(f"{path.name}: writing the OME-Zarr pyramid ...")
+            writer.copy_image(image)
+            writer.finish([], [], ps, stem, lab_prov)
+            written["ome_zarr"] = str(target)
+        written["labels"] = str(write_tiled_tiff(out_dir / f"{stem}_labels.tif", writer.classes,
+                                                 "YX", ps, lab_prov))  # fmt: skip
+        # the quality verdict of the central window (the whole image is not in memory)
+        h, w = image.shape_yx
+        side = CENTRAL_WINDOW
+        ys = slice(max(0, h // 2 - side // 2), min(h, h // 2 + side // 2))
+        xs = slice(max(0, w // 2 - side // 2), min(w, w // 2 + side // 2))
+        centre = image.read(ys, xs)
+        centre = centre[0] if centre.shape[0] == 1 else centre
+        quality = _central_quality(np.asarray(writer.classes[ys, xs]), centre, segmenter, ps)
+    finally:
+        if not ome_zarr:
+            shutil.rmtree(target, ignore_errors=True)
+    table = found.table if len(found.table) else empty_objects()
+    csv_prov = dict(prov, units={"y, x": "pixel", "area_px": "pixel²", "area_um2": "µm²"})
+    written["objects"] = str(write_table_csv(table, out_dir / f"{stem}_objects.csv", csv_prov)[0])
+    frames = frame_table(table, [0])
+    written["frames"] = str(write_table_csv(frames, out_dir / f"{stem}_frames.csv", prov)[0])
+    report(f"{path.name}: {found.n_objects} nuclei in {found.windows} windows"
+           + (f"; {found.cut} larger than the {settings['margin_px']} px margin" if found.cut else ""))  # fmt: skip
+    summary: dict[str, Any] = {
+        "input": str(path), "frames": 1, "nuclei": int(found.n_objects),
+        "mean_per_frame": float(found.n_objects), "outputs": written,
+        "tiled": {"windows": found.windows, "margin_px": settings["margin_px"],
+                  "cut_by_margin": found.cut, "read_by": image.access,
+                  "quality_measured_on": f"the central {side} px window"},
+        "quality": quality.to_json(),
+    }  # fmt: skip
+    spath = out_dir / f"{stem}_summary.json"
+    record = {k: v for k, v in summary.items() if k != "outputs"}
+    spath.write_text(json.dumps(jsonable({**record, "provenance": prov}), indent=1),
+                     encoding="utf-8")  # fmt: skip
+    summary["outputs"]["summary"] = str(spath)
+    return summary
+
+
+def _central_quality(
+    labels: np.ndarray, frame: np.ndarray, segmenter: FrameSegmenter, pixel_size_um: float | None
+) -> Quality:
+    from microseg.quality import model_unfamiliarity, nuclei_quality
+
+    x = segmenter.model_input(frame)
+    u = model_unfamiliarity(segmenter.model, x, zoom=segmenter.network_zoom(labels))
+    diameter = None
+    if segmenter.object_diameter_px is None:
+        diameter = segmenter.model.metadata.get("object_diameter_px")
+    return nuclei_quality(labels, model_diameter_px=diameter, pixel_size_um=pixel_size_um,
+                          unfamiliarity=u, image=x)  # fmt: skip
+
+
 def run_quality(
     run: NucleiRun, image: MicroImage, segmenter: FrameSegmenter, pixel_size_um: float | None
 ) -> Quality:
@@ -275,10 +421,11 @@ def cmd_nuclei(args: argparse.Namespace, progress: Callable[[str], None]) -> dic
     """Write labels, object and frame tables (and tracks) for every input."""
     from microseg.commands.predict import load_model_arg
     from microseg.io import output_stems
+    from microseg.regions import is_ome_zarr
 
     images = [Path(p) for p in args.images]
     for p in images:
-        if not p.is_file():
+        if not (p.is_file() or is_ome_zarr(p)):
             raise InputError(f"Input image {p} does not exist.")
     if args.pixel_size is not None:
         from microseg.pixel_size import check_pixel_size
@@ -308,6 +455,8 @@ def cmd_nuclei(args: argparse.Namespace, progress: Callable[[str], None]) -> dic
             h_fraction=getattr(args, "split_depth", None),
             stem=stem,
             geojson=bool(getattr(args, "geojson", False)),
+            ome_zarr=bool(getattr(args, "ome_zarr", False)),
+            tile=getattr(args, "tile", None),
         )
         for path, stem in zip(images, output_stems(images), strict=True)
     ]

@@ -7,7 +7,8 @@ outputs keep the input's T and Z axes. Provenance (microseg version, model file 
 its SHA-256, class names) is stored in each TIFF's metadata.
 
 Single-plane images over :data:`STREAM_ABOVE_PX` pixels, OME-Zarr inputs and every
-input with ``--ome-zarr`` are predicted tile by tile (:mod:`microseg.tiled`) with the
+input with ``--ome-zarr`` or ``--scheduler`` (tiles on a Dask cluster) are predicted
+tile by tile (:mod:`microseg.tiled`) with the
 memory of one tile: the results go to ``DIR/<stem>.ome.zarr`` (``--ome-zarr``) or a
 scratch Zarr, and the TIFFs are written from there as tiled BigTIFFs.
 """
@@ -120,7 +121,7 @@ def cmd_predict(args: argparse.Namespace, progress: Callable[[str], None]) -> di
     k = len(model.classes)
     written: list[dict[str, Any]] = []
     stems = getattr(args, "stems", None) or output_stems(images)
-    want_zarr = bool(getattr(args, "ome_zarr", False))
+    want_zarr = bool(getattr(args, "ome_zarr", False) or getattr(args, "scheduler", None))
     for path, stem in zip(images, stems, strict=True):
         if streams(path, want_zarr):
             written.append(predict_streamed(path, stem, model, args, out_dir, progress))
@@ -202,8 +203,18 @@ def predict_streamed(
                 step["last"] = pct
                 progress(f"{path.name}: predicted {done}/{total} tiles ({pct} %)")
 
-        counts = predict_tiled(model, image, writer.classes, writer.probabilities, tile=tile,
-                               reference=reference, progress=tiles_done)  # fmt: skip
+        scheduler = getattr(args, "scheduler", None)
+        if scheduler:
+            from microseg.tiled import predict_tiled_on_cluster
+
+            counts = predict_tiled_on_cluster(
+                scheduler, str(args.model), path, writer.classes_path,
+                writer.probabilities_path, tile=tile, reference=reference,
+                progress=tiles_done,
+            )  # fmt: skip
+        else:
+            counts = predict_tiled(model, image, writer.classes, writer.probabilities,
+                                   tile=tile, reference=reference, progress=tiles_done)  # fmt: skip
         prov = model_provenance(args.model, model, input=str(path),
                                 probabilities=bool(args.probabilities), tile=tile,
                                 streamed=True)  # fmt: skip
@@ -230,5 +241,7 @@ def predict_streamed(
         name: round(float(c) / total, 6) for name, c in zip(model.classes, counts, strict=True)
     }
     entry["tiled"] = {"tile": tile, "read_by": image.access}
+    if getattr(args, "scheduler", None):
+        entry["tiled"]["scheduler"] = str(args.scheduler)
     progress(f"{path.name}: wrote {Path(entry['classes']).name}")
     return entry

@@ -169,6 +169,7 @@ class UNetSegmenter:
         progress: ProgressFn | None = None,
         stop: threading.Event | None = None,
         augment: bool = False,
+        reference: np.ndarray | None = None,
     ) -> np.ndarray:
         """Class probabilities ``(K, Y, X)`` float32.
 
@@ -189,19 +190,20 @@ class UNetSegmenter:
         augment : bool
             Test-time augmentation: average over the eight flips and quarter turns
             (8x slower, usually slightly more accurate).
+        reference : ndarray, optional
+            ``(C, N)`` values the normalisation percentiles are taken from (the whole
+            image's sample when ``image`` is one tile of it).
         """
         if isinstance(object_diameter_px, str):
             if object_diameter_px != "auto":
                 raise InputError("The object diameter must be a number of pixels or 'auto'.")
-            p = self.predict_proba(image, pixel_size_um, None, tile, progress, stop, augment)
-            d = self.estimate_object_diameter(p)
-            if d is not None:  # a measured size outside the model's range: its nearest end
-                ref = float(self.metadata.get("object_diameter_px") or d)
-                d = min(max(d, ref / MAX_ZOOM), ref / MIN_ZOOM)
+            p = self.predict_proba(image, pixel_size_um, None, tile, progress, stop, augment,
+                                   reference)  # fmt: skip
+            d = self.clamp_diameter(self.estimate_object_diameter(p))
             if self.auto_zoom(d) == 1.0:
                 return p
-            return self.predict_proba(image, None, d, tile, progress, stop, augment)
-        x = self.prepare(image)
+            return self.predict_proba(image, None, d, tile, progress, stop, augment, reference)
+        x = self.prepare(image, reference)
         h, w = x.shape[-2:]
         f = self.rescale_factor(pixel_size_um, object_diameter_px)
         if f > 1.0 and h * w * f * f > max(h * w, MAX_RESCALED_PX):
@@ -219,6 +221,14 @@ class UNetSegmenter:
             p = _resize(p, (h, w))
             p /= np.maximum(p.sum(axis=0, keepdims=True), 1e-6)
         return p
+
+    def clamp_diameter(self, diameter_px: float | None) -> float | None:
+        """A measured object diameter outside the range the model can rescale to: the
+        nearest end of that range (``None`` stays ``None``)."""
+        if diameter_px is None:
+            return None
+        ref = float(self.metadata.get("object_diameter_px") or diameter_px)
+        return min(max(diameter_px, ref / MAX_ZOOM), ref / MIN_ZOOM)
 
     def auto_zoom(self, diameter_px: float | None) -> float:
         """The zoom ``object_diameter_px="auto"`` applies to objects ``diameter_px`` across:
