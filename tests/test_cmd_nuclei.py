@@ -319,8 +319,8 @@ def test_summary_json_carries_counts_and_a_quality_verdict(work, tracked):
 
 
 def test_a_single_plane_tile_by_tile_gives_the_whole_image_nuclei(work, tmp_path, capsys):
-    from ome_zarr_models.v04 import ImageLabel
     import zarr
+    from ome_zarr_models.v04 import ImageLabel
 
     from microseg.metrics import match_instances
 
