@@ -15,7 +15,13 @@ an image at the streaming threshold) is run on the largest size it takes, as the
 reference for memory, and the class maps of the two paths are compared on a 4096 x 4096
 image (pixel agreement, target >= 99.9 %).
 
-``python benchmarks/bench_big.py [--sizes 2048,8192,16384] [--models unet,rf,nuclei] [--out FILE]``
+It then runs ``microseg nuclei --ome-zarr`` (nuclei found window by window) on nuclei
+mosaics of growing size (seconds, nuclei, peak memory), compares its nuclei with the
+whole-image run on 4096 x 4096 (count within 0.1 %, matches at IoU 0.5), and times
+``predict --scheduler`` on a 1-worker and a 2-worker ``LocalCluster`` (target >= 1.7x).
+
+``python benchmarks/bench_big.py [--sizes 2048,8192,16384] [--models unet,rf,nuclei]
+[--nuclei-sizes 2048,8192,16384] [--cluster-side 8192] [--out FILE]``
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 BASE = 2048
@@ -71,8 +78,16 @@ def write_mosaic(path: Path, side: int, tiles: list[np.ndarray], tile: int = 512
             for x0 in range(0, side, tile):
                 yield np.ascontiguousarray(row[:, x0 : x0 + tile])
 
-    tifffile.imwrite(path, chunks(), shape=(side, side), dtype=np.uint8, tile=(tile, tile),
-                     bigtiff=True, compression="zlib", photometric="minisblack")  # fmt: skip
+    tifffile.imwrite(
+        path,
+        chunks(),
+        shape=(side, side),
+        dtype=np.uint8,
+        tile=(tile, tile),
+        bigtiff=True,
+        compression="zlib",
+        photometric="minisblack",
+    )
     return path
 
 
@@ -101,9 +116,16 @@ sys.exit(rc)
 """
 
 
-def run_predict(model: str, image: Path, out: Path, streamed: bool) -> tuple[float, float]:
-    """(seconds, peak RSS in GB) of one ``microseg predict`` process."""
-    cmd = [sys.executable, "-c", _WRAP, "predict", "--model", model, "--out", str(out)]
+def run_predict(
+    model: str,
+    image: Path,
+    out: Path,
+    streamed: bool,
+    command: str = "predict",
+    extra: tuple[str, ...] = (),
+) -> tuple[float, float]:
+    """(seconds, peak RSS in GB) of one ``microseg predict`` (or ``nuclei``) process."""
+    cmd = [sys.executable, "-c", _WRAP, command, "--model", model, "--out", str(out), *extra]
     cmd += (["--ome-zarr"] if streamed else []) + [str(image)]
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -125,11 +147,67 @@ def agreement(model: str, image: Path, work: Path) -> float:
     return float((a == b).mean())
 
 
+def nuclei_agreement(image: Path, work: Path) -> str:
+    """``microseg nuclei`` whole-image vs tile by tile on ``image``: counts and matches."""
+    import tifffile
+
+    from microseg.metrics import match_instances
+
+    run_predict("builtin:nuclei", image, work / "whole", False, "nuclei")
+    run_predict("builtin:nuclei", image, work / "tiled", True, "nuclei")
+    a = tifffile.imread(work / "whole" / f"{image.stem}_labels.tif")
+    b = tifffile.imread(work / "tiled" / f"{image.stem}_labels.tif")
+    m = match_instances(a, b, 0.5)
+    na, nb = int(a.max()), int(b.max())
+    return (
+        f"nuclei: whole-image {na} vs tile by tile {nb} nuclei ({100 * (nb - na) / max(1, na):+.2f} %; "
+        f"target within 0.1 %); matched at IoU 0.5: {m.tp}, only whole {m.fn}, only tiled {m.fp}, "
+        f"mean IoU of matches {m.mean_matched_iou:.4f}"
+    )
+
+
+def cluster_speedup(model: str, image: Path, work: Path) -> list[str]:
+    """Seconds of ``predict --scheduler`` on a 1-worker and a 2-worker LocalCluster."""
+    from distributed import LocalCluster
+
+    out, times = [], {}
+    for n in (1, 2):
+        with LocalCluster(
+            n_workers=n,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            host="127.0.0.1",
+        ) as cluster:
+            secs, _ = run_predict(
+                model,
+                image,
+                work / f"cluster{n}",
+                False,
+                extra=("--scheduler", cluster.scheduler_address),
+            )
+        times[n] = secs
+        out.append(f"{model} on a LocalCluster of {n} worker(s) x 1 thread: {secs:.1f} s")
+    out.append(f"speed-up 2 workers vs 1: {times[1] / times[2]:.2f}x (target >= 1.7x)")
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sizes", default="2048,8192,16384")
     ap.add_argument("--models", default="unet,rf,nuclei")
     ap.add_argument("--whole", type=int, default=8192, help="side of the whole-image reference")
+    ap.add_argument(
+        "--nuclei-sizes",
+        default="2048,8192,16384",
+        help="sides for microseg nuclei tile by tile ('' to skip)",
+    )
+    ap.add_argument(
+        "--cluster-side",
+        type=int,
+        default=8192,
+        help="side of the 1- vs 2-worker Dask run (0 to skip)",
+    )
     ap.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temp dir)")
     ap.add_argument("--out", type=Path)
     a = ap.parse_args(argv)
@@ -139,10 +217,12 @@ def main(argv: list[str] | None = None) -> int:
     tmp = tempfile.TemporaryDirectory(dir=a.work) if a.work is None else None
     work = Path(tmp.name) if tmp else a.work
     work.mkdir(parents=True, exist_ok=True)
-    lines = [f"$ python benchmarks/bench_big.py {' '.join(argv if argv is not None else sys.argv[1:])}",
-             f"microseg predict --ome-zarr, tile by tile (issue 19); python {platform.python_version()}, "
-             f"{os.cpu_count()} CPUs, load average {', '.join(f'{v:.1f}' for v in os.getloadavg())}",
-             ""]  # fmt: skip
+    lines = [
+        f"$ python benchmarks/bench_big.py {' '.join(argv if argv is not None else sys.argv[1:])}",
+        f"microseg predict --ome-zarr, tile by tile (issue 19); python {platform.python_version()}, "
+        f"{os.cpu_count()} CPUs, load average {', '.join(f'{v:.1f}' for v in os.getloadavg())}",
+        "",
+    ]
     tiles = {"grains": render_tiles("grains")}
     if "nuclei" in models:
         tiles["nuclei"] = render_tiles("nuclei")
@@ -160,8 +240,10 @@ def main(argv: list[str] | None = None) -> int:
             mp_ = side * side / 1e6
             rate = mp_ / secs
             base_rate = rate if side == BASE or base_rate is None else base_rate
-            lines.append(f"{name:<16}{side:>7}{mp_:>8.0f}{secs:>9.1f}{rate:>8.2f}"
-                         f"{rate / base_rate:>7.2f}{rss:>13.2f}")  # fmt: skip
+            lines.append(
+                f"{name:<16}{side:>7}{mp_:>8.0f}{secs:>9.1f}{rate:>8.2f}"
+                f"{rate / base_rate:>7.2f}{rss:>13.2f}"
+            )
             print(lines[-1], file=sys.stderr, flush=True)
             image.unlink()
             import shutil
@@ -171,21 +253,58 @@ def main(argv: list[str] | None = None) -> int:
             image = write_mosaic(work / f"{kind}_{a.whole}.tif", a.whole, tiles[kind])
             secs, rss = run_predict(model, image, work / f"whole_{name}", streamed=False)
             mp_ = a.whole**2 / 1e6
-            lines.append(f"{name + ' whole':<16}{a.whole:>7}{mp_:>8.0f}{secs:>9.1f}"
-                         f"{mp_ / secs:>8.2f}{'':>7}{rss:>13.2f}")  # fmt: skip
+            lines.append(
+                f"{name + ' whole':<16}{a.whole:>7}{mp_:>8.0f}{secs:>9.1f}"
+                f"{mp_ / secs:>8.2f}{'':>7}{rss:>13.2f}"
+            )
             print(lines[-1], file=sys.stderr, flush=True)
             image.unlink()
-    lines += ["", "eff.: MP/s relative to the 2048 x 2048 run of the same model (target >= 0.8); "
-              f"peak RSS: the predict process's maximum resident memory (target < {RSS_TARGET_GB:g} GB "
-              "at every size); 'whole': predict without --ome-zarr (the whole image in memory), "
-              "the reference", ""]  # fmt: skip
+    lines += [
+        "",
+        "eff.: MP/s relative to the 2048 x 2048 run of the same model (target >= 0.8); "
+        f"peak RSS: the predict process's maximum resident memory (target < {RSS_TARGET_GB:g} GB "
+        "at every size); 'whole': predict without --ome-zarr (the whole image in memory), "
+        "the reference",
+        "",
+    ]
     for name in models:
         model, kind = spec[name]
         image = write_mosaic(work / f"{kind}_agree.tif", 4096, tiles[kind])
         agree = agreement(model, image, work / f"agree_{name}")
-        lines.append(f"{name}: class maps whole-image vs tiled on 4096 x 4096: {100 * agree:.4f} % "
-                     "of pixels agree (target >= 99.9 %)")  # fmt: skip
+        lines.append(
+            f"{name}: class maps whole-image vs tiled on 4096 x 4096: {100 * agree:.4f} % "
+            "of pixels agree (target >= 99.9 %)"
+        )
         print(lines[-1], file=sys.stderr, flush=True)
+    if a.nuclei_sizes:
+        import shutil
+
+        if "nuclei" not in tiles:
+            tiles["nuclei"] = render_tiles("nuclei")
+        lines += [
+            "",
+            "microseg nuclei tile by tile (builtin:nuclei, --ome-zarr)",
+            f"{'side':>7}{'MP':>8}{'s':>9}{'MP/s':>8}{'nuclei':>10}{'peak RSS GB':>13}",
+        ]
+        for side in [int(v) for v in a.nuclei_sizes.split(",")]:
+            image = write_mosaic(work / f"nuc_{side}.tif", side, tiles["nuclei"])
+            out = work / f"nuc_out_{side}"
+            secs, rss = run_predict("builtin:nuclei", image, out, True, "nuclei")
+            n_obj = len(pd.read_csv(out / f"nuc_{side}_objects.csv"))
+            mp_ = side * side / 1e6
+            lines.append(
+                f"{side:>7}{mp_:>8.0f}{secs:>9.1f}{mp_ / secs:>8.2f}{n_obj:>10}{rss:>13.2f}"
+            )
+            print(lines[-1], file=sys.stderr, flush=True)
+            image.unlink()
+            shutil.rmtree(out, ignore_errors=True)
+        image = write_mosaic(work / "nuc_agree.tif", 4096, tiles["nuclei"])
+        lines.append(nuclei_agreement(image, work / "nuc_agree"))
+        print(lines[-1], file=sys.stderr, flush=True)
+    if a.cluster_side:
+        image = write_mosaic(work / "grains_cluster.tif", a.cluster_side, tiles["grains"])
+        lines += [""] + cluster_speedup("builtin:grains", image, work)
+        print("\n".join(lines[-3:]), file=sys.stderr, flush=True)
     lines += ["", f"total run time {time.perf_counter() - t_start:.0f} s"]
     text = "\n".join(lines) + "\n"
     print(text)

@@ -127,8 +127,13 @@ def _build_parser() -> argparse.ArgumentParser:
         help="single-plane images tile by tile: also write DIR/<stem>.ome.zarr (the image and "
         "labels/nuclei); images over 8192 x 8192 px and OME-Zarr folders go this way on their own",
     )
-    n.add_argument("--tile", type=int, default=None, metavar="PX",
-                   help="core side of the windows of a tiled run (default 1024)")  # fmt: skip
+    n.add_argument(
+        "--tile",
+        type=int,
+        default=None,
+        metavar="PX",
+        help="core side of the windows of a tiled run (default 1024)",
+    )
     n.add_argument("--track", action="store_true", help="link nuclei across frames")
     n.add_argument(
         "--diameter",

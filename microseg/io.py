@@ -341,8 +341,15 @@ def read_header(source: str | os.PathLike, name: str | None = None) -> ImageHead
             ) from exc
     finally:
         closer()
-    return ImageHeader(header.fmt, tuple(header.shape), header.roles, header.source_axes,
-                       header.keep_samples, header.pixel_size_um, header.pixel_size_source)  # fmt: skip
+    return ImageHeader(
+        header.fmt,
+        tuple(header.shape),
+        header.roles,
+        header.source_axes,
+        header.keep_samples,
+        header.pixel_size_um,
+        header.pixel_size_source,
+    )
 
 
 def _short(exc: BaseException) -> str:
@@ -1220,11 +1227,19 @@ def write_tiled_tiff(
         per_cm = 1e4 / pixel_size_um
         kwargs["resolution"] = (per_cm, per_cm)
         kwargs["resolutionunit"] = "CENTIMETER"
-    tifffile.imwrite(path, tiles(), shape=shape, dtype=np.dtype(array.dtype),
-                     tile=(tile, tile), bigtiff=True, compression=compression,
-                     photometric="minisblack", software=f"microseg {__version__}",
-                     metadata={"axes": axes, "microseg": _provenance(metadata)},
-                     **kwargs)  # fmt: skip
+    tifffile.imwrite(
+        path,
+        tiles(),
+        shape=shape,
+        dtype=np.dtype(array.dtype),
+        tile=(tile, tile),
+        bigtiff=True,
+        compression=compression,
+        photometric="minisblack",
+        software=f"microseg {__version__}",
+        metadata={"axes": axes, "microseg": _provenance(metadata)},
+        **kwargs,
+    )
     return path
 
 

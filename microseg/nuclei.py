@@ -592,12 +592,27 @@ def segment_tiled(
     def measure(labels: np.ndarray, window: np.ndarray) -> pd.DataFrame:
         return measure_nuclei(labels, window[0] if window.shape[0] == 1 else window, pixel_size_um)
 
-    found = objects_tiled(image, find, labels_out, tile=tile, margin=margin, measure=measure,
-                          progress=progress, stop=stop)  # fmt: skip
+    found = objects_tiled(
+        image,
+        find,
+        labels_out,
+        tile=tile,
+        margin=margin,
+        measure=measure,
+        progress=progress,
+        stop=stop,
+    )
     if len(found.table):
         found.table["frame"] = 0
         found.table = order_columns(found.table)
-    settings = dict(fixed.settings(), tile=tile, margin_px=margin, diameter_measured_in=(
-        f"the central {CENTRAL_WINDOW} px window" if segmenter.object_diameter_px == "auto" else None
-    ))  # fmt: skip
+    settings = dict(
+        fixed.settings(),
+        tile=tile,
+        margin_px=margin,
+        diameter_measured_in=(
+            f"the central {CENTRAL_WINDOW} px window"
+            if segmenter.object_diameter_px == "auto"
+            else None
+        ),
+    )
     return found, settings

@@ -199,9 +199,13 @@ class OmeZarrWriter:
                     "coordinateTransformations": [{"type": "scale", "scale": scale}],
                 }
             )
-        out: dict[str, Any] = {"version": NGFF_VERSION, "name": name, "axes": axes,
-                               "datasets": datasets,
-                               "type": "local mean" if channels else "nearest"}  # fmt: skip
+        out: dict[str, Any] = {
+            "version": NGFF_VERSION,
+            "name": name,
+            "axes": axes,
+            "datasets": datasets,
+            "type": "local mean" if channels else "nearest",
+        }
         if metadata:
             out["metadata"] = metadata
         return out

@@ -34,8 +34,14 @@ Reader = Callable[[slice, slice], np.ndarray]
 SAMPLE = 1 << 20
 """Values per channel in the percentile sample (as :func:`normalize_percentile`)."""
 
-_UNITS_UM = {"micrometer": 1.0, "nanometer": 1e-3, "millimeter": 1e3, "meter": 1e6,
-             "angstrom": 1e-4, "centimeter": 1e4}  # fmt: skip
+_UNITS_UM = {
+    "micrometer": 1.0,
+    "nanometer": 1e-3,
+    "millimeter": 1e3,
+    "meter": 1e6,
+    "angstrom": 1e-4,
+    "centimeter": 1e4,
+}
 
 
 @dataclass
@@ -184,8 +190,10 @@ def _open_tiff(path: Path, label: str, header: Any) -> RegionImage | None:
     if sum(1 for r, n in zip(header.roles, shape, strict=True) if r == "C" and n > 1) > 1:
         return None
     keep = header.keep_samples
-    c_axis = next((i for i, (r, n) in enumerate(zip(header.roles, shape, strict=True))
-                   if r == "C" and n > 1), None)  # fmt: skip
+    c_axis = next(
+        (i for i, (r, n) in enumerate(zip(header.roles, shape, strict=True)) if r == "C" and n > 1),
+        None,
+    )
     n_c = 1 if c_axis is None else shape[c_axis]
     if keep is not None and keep[0] == c_axis:
         n_c = keep[1]
@@ -199,9 +207,16 @@ def _open_tiff(path: Path, label: str, header: Any) -> RegionImage | None:
             index[c_axis] = slice(0, n_c)
         return _to_cyx(np.asarray(store[tuple(index)]), c_axis, y_axis, x_axis)
 
-    return RegionImage(label, (shape[y_axis], shape[x_axis]), n_c, _read_dtype(dtype),
-                       header.pixel_size_um, "TIFF tiles", read,
-                       {"format": header.fmt, "source_axes": axes})  # fmt: skip
+    return RegionImage(
+        label,
+        (shape[y_axis], shape[x_axis]),
+        n_c,
+        _read_dtype(dtype),
+        header.pixel_size_um,
+        "TIFF tiles",
+        read,
+        {"format": header.fmt, "source_axes": axes},
+    )
 
 
 def _to_cyx(block: np.ndarray, c: int | None, y: int, x: int) -> np.ndarray:
@@ -233,8 +248,16 @@ def _open_in_memory(path: Path, label: str) -> RegionImage:
     def read(ys: slice, xs: slice) -> np.ndarray:
         return data[:, ys, xs]
 
-    return RegionImage(label, image.shape_yx, data.shape[0], data.dtype, image.pixel_size_um,
-                       "in memory", read, dict(image.metadata))  # fmt: skip
+    return RegionImage(
+        label,
+        image.shape_yx,
+        data.shape[0],
+        data.dtype,
+        image.pixel_size_um,
+        "in memory",
+        read,
+        dict(image.metadata),
+    )
 
 
 def _multiscales(attrs: dict) -> list:
@@ -285,9 +308,16 @@ def _open_ome_zarr(path: Path, label: str) -> RegionImage:
             index[ic] = slice(None)
         return _to_cyx(np.asarray(arr[tuple(index)]), ic, iy, ix)
 
-    return RegionImage(label, (shape[iy], shape[ix]), n_c, _read_dtype(np.dtype(arr.dtype)),
-                       pixel, "OME-Zarr chunks", read,
-                       {"format": "OME-Zarr", "source_axes": "".join(axes).upper()})  # fmt: skip
+    return RegionImage(
+        label,
+        (shape[iy], shape[ix]),
+        n_c,
+        _read_dtype(np.dtype(arr.dtype)),
+        pixel,
+        "OME-Zarr chunks",
+        read,
+        {"format": "OME-Zarr", "source_axes": "".join(axes).upper()},
+    )
 
 
 def _ome_zarr_pixel_size(meta: dict, dataset: dict, axes: list[str]) -> float | None:
@@ -316,5 +346,7 @@ def describe(image: RegionImage) -> str:
     """One line: size, channels, type, calibration and how it is read."""
     h, w = image.shape_yx
     cal = f", {image.pixel_size_um:g} µm/px" if image.pixel_size_um else ""
-    return (f"{image.name}: {w} x {h} px, {image.n_channels} channel(s), {image.dtype}{cal}, "
-            f"read by {image.access}")  # fmt: skip
+    return (
+        f"{image.name}: {w} x {h} px, {image.n_channels} channel(s), {image.dtype}{cal}, "
+        f"read by {image.access}"
+    )

@@ -335,7 +335,7 @@ def predict_tiled_on_cluster(
                 plan.tile,
                 ref,
                 pure=False,
-            )  # fmt: skip
+            )
             for y0, x0 in origins
         ]
         counts = np.zeros(len(model.classes), np.int64)

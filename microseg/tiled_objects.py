@@ -132,8 +132,9 @@ def objects_tiled(
                     table["y"] = table["y"] + ya
                     table["x"] = table["x"] + xa
                     if "touches_border" in table:
-                        table["touches_border"] = _touches_image_edge(kept, lut, table["label"],
-                                                                      (ya == 0, yb == h, xa == 0, xb == w))  # fmt: skip
+                        table["touches_border"] = _touches_image_edge(
+                            kept, lut, table["label"], (ya == 0, yb == h, xa == 0, xb == w)
+                        )
                     tables.append(table)
             next_id += owned.size
         if progress is not None:

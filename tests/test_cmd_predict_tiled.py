@@ -23,16 +23,40 @@ def whole(sample, tmp_path_factory):  # noqa: F811
     """The whole-image predict outputs of the synthetic sample (the reference)."""
     d, model, _ = sample
     out = tmp_path_factory.mktemp("whole")
-    assert main(["predict", "--model", str(model), "--out", str(out), "--probabilities",
-                 str(d / "image.tif")]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "predict",
+                "--model",
+                str(model),
+                "--out",
+                str(out),
+                "--probabilities",
+                str(d / "image.tif"),
+            ]
+        )
+        == 0
+    )
     return tifffile.imread(out / "image_classes.tif"), tifffile.imread(out / "image_probs.tif")
 
 
 def test_ome_zarr_output_beside_tiffs_equal_to_whole_image(sample, whole, tmp_path, capsys):  # noqa: F811
     d, model, _ = sample
     out = tmp_path / "pred"
-    rc = main(["predict", "--model", str(model), "--out", str(out), "--probabilities",
-               "--ome-zarr", "--tile", "128", str(d / "image.tif")])  # fmt: skip
+    rc = main(
+        [
+            "predict",
+            "--model",
+            str(model),
+            "--out",
+            str(out),
+            "--probabilities",
+            "--ome-zarr",
+            "--tile",
+            "128",
+            str(d / "image.tif"),
+        ]
+    )
     assert rc == 0
     summary = json.loads(capsys.readouterr().out)["outputs"][0]
     assert summary["tiled"] == {"tile": 128, "read_by": "TIFF tiles"}
@@ -62,11 +86,25 @@ def test_big_images_stream_without_leaving_scratch_files(sample, whole, tmp_path
 def test_an_ome_zarr_folder_is_an_input(sample, whole, tmp_path):  # noqa: F811
     d, model, _ = sample
     first = tmp_path / "first"
-    assert main(["predict", "--model", str(model), "--out", str(first), "--ome-zarr",
-                 str(d / "image.tif")]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "predict",
+                "--model",
+                str(model),
+                "--out",
+                str(first),
+                "--ome-zarr",
+                str(d / "image.tif"),
+            ]
+        )
+        == 0
+    )
     again = tmp_path / "again"
-    assert main(["predict", "--model", str(model), "--out", str(again),
-                 str(first / "image.ome.zarr")]) == 0  # fmt: skip
+    assert (
+        main(["predict", "--model", str(model), "--out", str(again), str(first / "image.ome.zarr")])
+        == 0
+    )
     np.testing.assert_array_equal(tifffile.imread(again / "image_classes.tif"), whole[0])
 
 
@@ -74,8 +112,17 @@ def test_a_stack_with_ome_zarr_gets_one_sentence(sample, tmp_path, capsys):  # n
     d, model, _ = sample
     stack = np.zeros((3, 64, 64), np.uint8)
     tifffile.imwrite(tmp_path / "s.tif", stack, photometric="minisblack", metadata={"axes": "TYX"})
-    rc = main(["predict", "--model", str(model), "--out", str(tmp_path / "o"), "--ome-zarr",
-               str(tmp_path / "s.tif")])  # fmt: skip
+    rc = main(
+        [
+            "predict",
+            "--model",
+            str(model),
+            "--out",
+            str(tmp_path / "o"),
+            "--ome-zarr",
+            str(tmp_path / "s.tif"),
+        ]
+    )
     assert rc != 0
     err = capsys.readouterr().err.strip().splitlines()
     assert "is a stack (3 time points)" in err[-1] and "Traceback" not in "\n".join(err)
@@ -91,14 +138,39 @@ def test_tiles_on_a_two_worker_dask_cluster_equal_the_whole_image(sample, tmp_pa
     big = np.block([[img, img[:, ::-1]], [img[::-1], img[::-1, ::-1]]])[:1000, :1100]
     tifffile.imwrite(tmp_path / "big.tif", big, tile=(128, 128))
     ref = tmp_path / "ref"
-    assert main(["predict", "--model", str(model), "--out", str(ref), "--probabilities",
-                 str(tmp_path / "big.tif")]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "predict",
+                "--model",
+                str(model),
+                "--out",
+                str(ref),
+                "--probabilities",
+                str(tmp_path / "big.tif"),
+            ]
+        )
+        == 0
+    )
     out = tmp_path / "pred"
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
-                      host="127.0.0.1") as cluster:  # fmt: skip
-        rc = main(["predict", "--model", str(model), "--out", str(out), "--probabilities",
-                   "--scheduler", cluster.scheduler_address, "--tile", "256",
-                   str(tmp_path / "big.tif")])  # fmt: skip
+    with LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, host="127.0.0.1"
+    ) as cluster:
+        rc = main(
+            [
+                "predict",
+                "--model",
+                str(model),
+                "--out",
+                str(out),
+                "--probabilities",
+                "--scheduler",
+                cluster.scheduler_address,
+                "--tile",
+                "256",
+                str(tmp_path / "big.tif"),
+            ]
+        )
         assert rc == 0
         with Client(cluster.scheduler_address) as client:  # each worker loaded the model once
             loaded = client.run(lambda: tiled._worker_model.cache_info().misses)
@@ -110,7 +182,17 @@ def test_tiles_on_a_two_worker_dask_cluster_equal_the_whole_image(sample, tmp_pa
 
 def test_no_scheduler_at_the_address_gets_one_sentence(sample, tmp_path, capsys):  # noqa: F811
     d, model, _ = sample
-    rc = main(["predict", "--model", str(model), "--out", str(tmp_path / "o"), "--scheduler",
-               "tcp://127.0.0.1:9", str(d / "image.tif")])  # fmt: skip
+    rc = main(
+        [
+            "predict",
+            "--model",
+            str(model),
+            "--out",
+            str(tmp_path / "o"),
+            "--scheduler",
+            "tcp://127.0.0.1:9",
+            str(d / "image.tif"),
+        ]
+    )
     assert rc != 0
     assert "No Dask scheduler answers at tcp://127.0.0.1:9" in capsys.readouterr().err

@@ -14,8 +14,15 @@ from microseg.regions import RegionImage, open_regions
 
 
 def in_memory(data: np.ndarray) -> RegionImage:
-    return RegionImage("x", data.shape[1:], data.shape[0], data.dtype, 0.5, "in memory",
-                       lambda ys, xs: data[:, ys, xs])  # fmt: skip
+    return RegionImage(
+        "x",
+        data.shape[1:],
+        data.shape[0],
+        data.dtype,
+        0.5,
+        "in memory",
+        lambda ys, xs: data[:, ys, xs],
+    )
 
 
 @pytest.fixture
@@ -28,8 +35,9 @@ def written(tmp_path):
     w.copy_image(in_memory(data))
     w.classes[:] = classes
     w.probabilities[:] = probs
-    w.finish(["grain interior", "grain boundary"], ["#1f77b4", "#d62728"], 0.5, "r",
-             {"model": "test"})  # fmt: skip
+    w.finish(
+        ["grain interior", "grain boundary"], ["#1f77b4", "#d62728"], 0.5, "r", {"model": "test"}
+    )
     return tmp_path / "r.ome.zarr", data, classes, probs
 
 
@@ -62,8 +70,12 @@ def test_ome_zarr_py_reads_the_image_and_its_labels(written):
 
     path, data, classes, _ = written
     nodes = list(Reader(parse_url(str(path)))())
-    image = next(n for n in nodes if any(isinstance(s, Multiscales) for s in n.specs)
-                 and not any(isinstance(s, Label) for s in n.specs))  # fmt: skip
+    image = next(
+        n
+        for n in nodes
+        if any(isinstance(s, Multiscales) for s in n.specs)
+        and not any(isinstance(s, Label) for s in n.specs)
+    )
     np.testing.assert_array_equal(np.asarray(image.data[0]), data)
     label = next(n for n in nodes if any(isinstance(s, Label) for s in n.specs))
     np.testing.assert_array_equal(np.asarray(label.data[0]), classes)

@@ -73,13 +73,25 @@ def test_ome_zarr_folders_are_read_with_their_pixel_size(tmp_path):
     data = np.random.default_rng(5).integers(0, 255, (1, 2, 1, 120, 90), dtype=np.uint8)
     g = zarr.open_group(tmp_path / "im.ome.zarr", mode="w", zarr_format=2)
     g.create_array("0", shape=data.shape, chunks=(1, 1, 1, 64, 64), dtype=data.dtype)[:] = data
-    axes = [{"name": "t", "type": "time"}, {"name": "c", "type": "channel"},
-            {"name": "z", "type": "space", "unit": "micrometer"},
-            {"name": "y", "type": "space", "unit": "nanometer"},
-            {"name": "x", "type": "space", "unit": "nanometer"}]  # fmt: skip
-    g.attrs["multiscales"] = [{"version": "0.4", "axes": axes, "datasets": [
-        {"path": "0", "coordinateTransformations": [{"type": "scale", "scale": [1, 1, 1, 250, 250]}]}
-    ]}]  # fmt: skip
+    axes = [
+        {"name": "t", "type": "time"},
+        {"name": "c", "type": "channel"},
+        {"name": "z", "type": "space", "unit": "micrometer"},
+        {"name": "y", "type": "space", "unit": "nanometer"},
+        {"name": "x", "type": "space", "unit": "nanometer"},
+    ]
+    g.attrs["multiscales"] = [
+        {
+            "version": "0.4",
+            "axes": axes,
+            "datasets": [
+                {
+                    "path": "0",
+                    "coordinateTransformations": [{"type": "scale", "scale": [1, 1, 1, 250, 250]}],
+                }
+            ],
+        }
+    ]
     assert is_ome_zarr(tmp_path / "im.ome.zarr")
     img = open_regions(tmp_path / "im.ome.zarr")
     assert img.access == "OME-Zarr chunks" and img.shape_yx == (120, 90) and img.n_channels == 2

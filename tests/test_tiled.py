@@ -91,8 +91,9 @@ def test_a_stop_event_cancels_before_the_next_tile(grains):
         stop.set()
 
     with pytest.raises(Cancelled):
-        predict_tiled(rf, regions, np.zeros(image.shape, np.uint8), tile=128, progress=progress,
-                      stop=stop)  # fmt: skip
+        predict_tiled(
+            rf, regions, np.zeros(image.shape, np.uint8), tile=128, progress=progress, stop=stop
+        )
     assert seen == [1]
 
 

@@ -32,8 +32,9 @@ def disks(shape=(300, 340), radius=9, n=60, seed=0) -> np.ndarray:
 
 def as_regions(img: np.ndarray) -> RegionImage:
     data = img[None]
-    return RegionImage("disks", img.shape, 1, img.dtype, None, "in memory",
-                       lambda ys, xs: data[:, ys, xs])  # fmt: skip
+    return RegionImage(
+        "disks", img.shape, 1, img.dtype, None, "in memory", lambda ys, xs: data[:, ys, xs]
+    )
 
 
 def find(window: np.ndarray, origin) -> np.ndarray:

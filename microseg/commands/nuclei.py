@@ -167,11 +167,22 @@ def process_file(
                 f"{Path(path).name} is processed tile by tile (one plane), so it has no frames "
                 "to track; leave out --track."
             )
-        return process_file_tiled(Path(path), model, model_spec, Path(out_dir), pixel_size_um=pixel_size_um,
-                                  channel=channel, progress=report, augment=augment,
-                                  object_diameter_px=object_diameter_px, threshold=threshold,
-                                  h_fraction=h_fraction, stem=stem, ome_zarr=ome_zarr,
-                                  tile=tile)  # fmt: skip
+        return process_file_tiled(
+            Path(path),
+            model,
+            model_spec,
+            Path(out_dir),
+            pixel_size_um=pixel_size_um,
+            channel=channel,
+            progress=report,
+            augment=augment,
+            object_diameter_px=object_diameter_px,
+            threshold=threshold,
+            h_fraction=h_fraction,
+            stem=stem,
+            ome_zarr=ome_zarr,
+            tile=tile,
+        )
     image = read_input(Path(path))
     if channel is not None and not 0 <= int(channel) < image.n_channels:
         raise InputError(
@@ -240,8 +251,9 @@ def process_file(
 
     spath = Path(out_dir) / f"{stem}_summary.json"
     record = {k: v for k, v in summary.items() if k != "outputs"}
-    spath.write_text(json.dumps(jsonable({**record, "provenance": prov}), indent=1),
-                     encoding="utf-8")  # fmt: skip
+    spath.write_text(
+        json.dumps(jsonable({**record, "provenance": prov}), indent=1), encoding="utf-8"
+    )
     summary["outputs"]["summary"] = str(spath)
     return summary
 
@@ -281,21 +293,34 @@ def process_file_tiled(
     image = open_regions(path)
     report(describe(image))
     if channel is not None and not 0 <= int(channel) < image.n_channels:
-        raise InputError(f"--channel {channel} does not exist; {path.name} has "
-                         f"{image.n_channels} channel(s) (0-based).")  # fmt: skip
+        raise InputError(
+            f"--channel {channel} does not exist; {path.name} has "
+            f"{image.n_channels} channel(s) (0-based)."
+        )
     if pixel_size_um is not None:
         from microseg.pixel_size import check_pixel_size
 
         pixel_size_um = check_pixel_size(pixel_size_um, "--pixel-size")
     ps = float(pixel_size_um) if pixel_size_um else image.pixel_size_um
-    segmenter = FrameSegmenter(model, channel=channel, augment=augment,
-                               object_diameter_px=object_diameter_px, threshold=threshold,
-                               h_fraction=h_fraction)  # fmt: skip
+    segmenter = FrameSegmenter(
+        model,
+        channel=channel,
+        augment=augment,
+        object_diameter_px=object_diameter_px,
+        threshold=threshold,
+        h_fraction=h_fraction,
+    )
     stem = stem or image_stem(path)
     out_dir = output_folder(out_dir)
     target = out_dir / (f"{stem}.ome.zarr" if ome_zarr else f".{stem}.partial.ome.zarr")
-    writer = OmeZarrWriter(target, image.shape_yx, image.n_channels, image.dtype,
-                           label_name="nuclei", label_dtype=np.uint32)  # fmt: skip
+    writer = OmeZarrWriter(
+        target,
+        image.shape_yx,
+        image.n_channels,
+        image.dtype,
+        label_name="nuclei",
+        label_dtype=np.uint32,
+    )
     step = {"last": -1}
 
     def windows_done(done: int, total: int) -> None:
@@ -309,9 +334,15 @@ def process_file_tiled(
         found, settings = segment_tiled(
             image, segmenter, writer.classes, ps, tile=int(tile or 1024), progress=windows_done
         )
-        params = dict(settings, pixel_size_um=ps, track=False, tiled=True,
-                      pixel_size_source="--pixel-size" if pixel_size_um
-                      else image.metadata.get("pixel_size_source"))  # fmt: skip
+        params = dict(
+            settings,
+            pixel_size_um=ps,
+            track=False,
+            tiled=True,
+            pixel_size_source="--pixel-size"
+            if pixel_size_um
+            else image.metadata.get("pixel_size_source"),
+        )
         prov = model_provenance(model_spec, model, input=str(path), **params)
         lab_prov = dict(prov, values="0 = background, 1..N = nuclei")
         if ome_zarr:
@@ -319,8 +350,9 @@ def process_file_tiled(
             writer.copy_image(image)
             writer.finish([], [], ps, stem, lab_prov)
             written["ome_zarr"] = str(target)
-        written["labels"] = str(write_tiled_tiff(out_dir / f"{stem}_labels.tif", writer.classes,
-                                                 "YX", ps, lab_prov))  # fmt: skip
+        written["labels"] = str(
+            write_tiled_tiff(out_dir / f"{stem}_labels.tif", writer.classes, "YX", ps, lab_prov)
+        )
         # the quality verdict of the central window (the whole image is not in memory)
         h, w = image.shape_yx
         side = CENTRAL_WINDOW
@@ -337,20 +369,30 @@ def process_file_tiled(
     written["objects"] = str(write_table_csv(table, out_dir / f"{stem}_objects.csv", csv_prov)[0])
     frames = frame_table(table, [0])
     written["frames"] = str(write_table_csv(frames, out_dir / f"{stem}_frames.csv", prov)[0])
-    report(f"{path.name}: {found.n_objects} nuclei in {found.windows} windows"
-           + (f"; {found.cut} larger than the {settings['margin_px']} px margin" if found.cut else ""))  # fmt: skip
+    report(
+        f"{path.name}: {found.n_objects} nuclei in {found.windows} windows"
+        + (f"; {found.cut} larger than the {settings['margin_px']} px margin" if found.cut else "")
+    )
     summary: dict[str, Any] = {
-        "input": str(path), "frames": 1, "nuclei": int(found.n_objects),
-        "mean_per_frame": float(found.n_objects), "outputs": written,
-        "tiled": {"windows": found.windows, "margin_px": settings["margin_px"],
-                  "cut_by_margin": found.cut, "read_by": image.access,
-                  "quality_measured_on": f"the central {side} px window"},
+        "input": str(path),
+        "frames": 1,
+        "nuclei": int(found.n_objects),
+        "mean_per_frame": float(found.n_objects),
+        "outputs": written,
+        "tiled": {
+            "windows": found.windows,
+            "margin_px": settings["margin_px"],
+            "cut_by_margin": found.cut,
+            "read_by": image.access,
+            "quality_measured_on": f"the central {side} px window",
+        },
         "quality": quality.to_json(),
-    }  # fmt: skip
+    }
     spath = out_dir / f"{stem}_summary.json"
     record = {k: v for k, v in summary.items() if k != "outputs"}
-    spath.write_text(json.dumps(jsonable({**record, "provenance": prov}), indent=1),
-                     encoding="utf-8")  # fmt: skip
+    spath.write_text(
+        json.dumps(jsonable({**record, "provenance": prov}), indent=1), encoding="utf-8"
+    )
     summary["outputs"]["summary"] = str(spath)
     return summary
 
@@ -365,8 +407,9 @@ def _central_quality(
     diameter = None
     if segmenter.object_diameter_px is None:
         diameter = segmenter.model.metadata.get("object_diameter_px")
-    return nuclei_quality(labels, model_diameter_px=diameter, pixel_size_um=pixel_size_um,
-                          unfamiliarity=u, image=x)  # fmt: skip
+    return nuclei_quality(
+        labels, model_diameter_px=diameter, pixel_size_um=pixel_size_um, unfamiliarity=u, image=x
+    )
 
 
 def run_quality(

@@ -190,8 +190,13 @@ def predict_streamed(
     target = out_dir / (f"{stem}.ome.zarr" if keep_zarr else f".{stem}.partial.ome.zarr")
     k = len(model.classes)
     tile = int(getattr(args, "tile", None) or TILE)
-    writer = OmeZarrWriter(target, image.shape_yx, image.n_channels, image.dtype,
-                           n_classes=k if args.probabilities else None)  # fmt: skip
+    writer = OmeZarrWriter(
+        target,
+        image.shape_yx,
+        image.n_channels,
+        image.dtype,
+        n_classes=k if args.probabilities else None,
+    )
     try:
         progress(f"{path.name}: percentiles of the whole image ...")
         reference = image.percentile_sample()
@@ -208,16 +213,33 @@ def predict_streamed(
             from microseg.tiled import predict_tiled_on_cluster
 
             counts = predict_tiled_on_cluster(
-                scheduler, str(args.model), path, writer.classes_path,
-                writer.probabilities_path, tile=tile, reference=reference,
+                scheduler,
+                str(args.model),
+                path,
+                writer.classes_path,
+                writer.probabilities_path,
+                tile=tile,
+                reference=reference,
                 progress=tiles_done,
-            )  # fmt: skip
+            )
         else:
-            counts = predict_tiled(model, image, writer.classes, writer.probabilities,
-                                   tile=tile, reference=reference, progress=tiles_done)  # fmt: skip
-        prov = model_provenance(args.model, model, input=str(path),
-                                probabilities=bool(args.probabilities), tile=tile,
-                                streamed=True)  # fmt: skip
+            counts = predict_tiled(
+                model,
+                image,
+                writer.classes,
+                writer.probabilities,
+                tile=tile,
+                reference=reference,
+                progress=tiles_done,
+            )
+        prov = model_provenance(
+            args.model,
+            model,
+            input=str(path),
+            probabilities=bool(args.probabilities),
+            tile=tile,
+            streamed=True,
+        )
         prov["values"] = {str(i + 1): name for i, name in enumerate(model.classes)}
         entry: dict[str, Any] = {"input": str(path)}
         if keep_zarr:
@@ -226,12 +248,18 @@ def predict_streamed(
             colors = class_colours(model.task, model.classes)
             writer.finish(model.classes, colors, image.pixel_size_um, stem, prov)
             entry["ome_zarr"] = str(target)
-        cpath = write_tiled_tiff(out_dir / f"{stem}_classes.tif", writer.classes, "YX",
-                                 image.pixel_size_um, prov)  # fmt: skip
+        cpath = write_tiled_tiff(
+            out_dir / f"{stem}_classes.tif", writer.classes, "YX", image.pixel_size_um, prov
+        )
         entry["classes"] = str(cpath)
         if writer.probabilities is not None:
-            ppath = write_tiled_tiff(out_dir / f"{stem}_probs.tif", writer.probabilities, "CYX",
-                                     image.pixel_size_um, prov)  # fmt: skip
+            ppath = write_tiled_tiff(
+                out_dir / f"{stem}_probs.tif",
+                writer.probabilities,
+                "CYX",
+                image.pixel_size_um,
+                prov,
+            )
             entry["probabilities"] = str(ppath)
     finally:
         if not keep_zarr:

@@ -197,8 +197,9 @@ class UNetSegmenter:
         if isinstance(object_diameter_px, str):
             if object_diameter_px != "auto":
                 raise InputError("The object diameter must be a number of pixels or 'auto'.")
-            p = self.predict_proba(image, pixel_size_um, None, tile, progress, stop, augment,
-                                   reference)  # fmt: skip
+            p = self.predict_proba(
+                image, pixel_size_um, None, tile, progress, stop, augment, reference
+            )
             d = self.clamp_diameter(self.estimate_object_diameter(p))
             if self.auto_zoom(d) == 1.0:
                 return p
