@@ -17,11 +17,13 @@ image (pixel agreement, target >= 99.9 %).
 
 It then runs ``microseg nuclei --ome-zarr`` (nuclei found window by window) on nuclei
 mosaics of growing size (seconds, nuclei, peak memory), compares its nuclei with the
-whole-image run on 4096 x 4096 (count within 0.1 %, matches at IoU 0.5), and times
+whole-image run on 4096 x 4096 (count within 0.1 %, matches at IoU 0.5), does the same
+for ``microseg grains --ome-zarr`` (grain count and the three ASTM G), and times
 ``predict --scheduler`` on a 1-worker and a 2-worker ``LocalCluster`` (target >= 1.7x).
 
 ``python benchmarks/bench_big.py [--sizes 2048,8192,16384] [--models unet,rf,nuclei]
-[--nuclei-sizes 2048,8192,16384] [--cluster-side 8192] [--out FILE]``
+[--nuclei-sizes 2048,8192,16384] [--grain-sizes 2048,8192,16384] [--cluster-side 8192]
+[--out FILE]``
 """
 
 from __future__ import annotations
@@ -166,6 +168,31 @@ def nuclei_agreement(image: Path, work: Path) -> str:
     )
 
 
+def grains_agreement(image: Path, work: Path) -> list[str]:
+    """``microseg grains`` whole-image vs tile by tile on ``image``: counts and G."""
+    import json
+
+    extra = ("--pixel-size", "0.5")
+    run_predict("builtin:grains", image, work / "whole", False, "grains", extra)
+    run_predict("builtin:grains", image, work / "tiled", True, "grains", extra)
+    a = json.loads((work / "whole" / f"{image.stem}_summary.json").read_text())
+    b = json.loads((work / "tiled" / f"{image.stem}_summary.json").read_text())
+    rows = [f"{'':<22}{'whole image':>14}{'tile by tile':>14}"]
+    for key in (
+        "n_grains",
+        "n_interior_grains",
+        "n_edge_grains",
+        "astm_g_planimetric",
+        "astm_g_intercept",
+        "astm_g_mean_area",
+        "mean_area",
+    ):
+        rows.append(f"{key:<22}{a[key]:>14.4g}{b[key]:>14.4g}")
+    d = 100 * (b["n_grains"] - a["n_grains"]) / max(1, a["n_grains"])
+    rows.append(f"grain count difference {d:+.2f} % (target within 0.1 %)")
+    return rows
+
+
 def cluster_speedup(model: str, image: Path, work: Path) -> list[str]:
     """Seconds of ``predict --scheduler`` on a 1-worker and a 2-worker LocalCluster."""
     from distributed import LocalCluster
@@ -201,6 +228,11 @@ def main(argv: list[str] | None = None) -> int:
         "--nuclei-sizes",
         default="2048,8192,16384",
         help="sides for microseg nuclei tile by tile ('' to skip)",
+    )
+    ap.add_argument(
+        "--grain-sizes",
+        default="2048,8192,16384",
+        help="sides for microseg grains tile by tile ('' to skip)",
     )
     ap.add_argument(
         "--cluster-side",
@@ -301,6 +333,34 @@ def main(argv: list[str] | None = None) -> int:
         image = write_mosaic(work / "nuc_agree.tif", 4096, tiles["nuclei"])
         lines.append(nuclei_agreement(image, work / "nuc_agree"))
         print(lines[-1], file=sys.stderr, flush=True)
+    if a.grain_sizes:
+        import json
+        import shutil
+
+        lines += [
+            "",
+            "microseg grains tile by tile (builtin:grains, --ome-zarr, 0.5 µm/px)",
+            f"{'side':>7}{'MP':>8}{'s':>9}{'MP/s':>8}{'grains':>10}{'G planim.':>11}"
+            f"{'peak RSS GB':>13}",
+        ]
+        for side in [int(v) for v in a.grain_sizes.split(",")]:
+            image = write_mosaic(work / f"gr_{side}.tif", side, tiles["grains"])
+            out = work / f"gr_out_{side}"
+            secs, rss = run_predict(
+                "builtin:grains", image, out, True, "grains", ("--pixel-size", "0.5")
+            )
+            summ = json.loads((out / f"gr_{side}_summary.json").read_text())
+            mp_ = side * side / 1e6
+            lines.append(
+                f"{side:>7}{mp_:>8.0f}{secs:>9.1f}{mp_ / secs:>8.2f}{summ['n_grains']:>10}"
+                f"{summ['astm_g_planimetric']:>11.2f}{rss:>13.2f}"
+            )
+            print(lines[-1], file=sys.stderr, flush=True)
+            image.unlink()
+            shutil.rmtree(out, ignore_errors=True)
+        image = write_mosaic(work / "gr_agree.tif", 4096, tiles["grains"])
+        lines += grains_agreement(image, work / "gr_agree")
+        print("\n".join(lines[-9:]), file=sys.stderr, flush=True)
     if a.cluster_side:
         image = write_mosaic(work / "grains_cluster.tif", a.cluster_side, tiles["grains"])
         lines += [""] + cluster_speedup("builtin:grains", image, work)

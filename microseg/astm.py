@@ -24,7 +24,7 @@ rounded constants -3.3223 and -2.955).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -234,9 +234,9 @@ def _count_path(seq: np.ndarray, closed: bool) -> float:
 def _line_paths(shape: tuple[int, int], n_lines: int) -> list[tuple[np.ndarray, np.ndarray]]:
     h, w = shape
     paths = []
-    for r in ((np.arange(n_lines) + 0.5) * h / n_lines).astype(int):
+    for r in line_positions(h, n_lines):
         paths.append((np.full(w, r), np.arange(w)))
-    for c in ((np.arange(n_lines) + 0.5) * w / n_lines).astype(int):
+    for c in line_positions(w, n_lines):
         paths.append((np.arange(h), np.full(h, c)))
     return paths
 
@@ -308,8 +308,28 @@ def heyn_intercept(
             lengths.append(length * scale)
     else:
         raise InputError(f"Unknown test pattern '{pattern}'; use lines or circles.")
-    counts_a = np.asarray(counts)
-    lengths_a = np.asarray(lengths)
+    return intercepts_from_counts(counts, lengths, pixel_size_um)
+
+
+def line_positions(size: int, n_lines: int) -> np.ndarray:
+    """Rows (or columns) of ``n_lines`` evenly spaced test lines across ``size`` pixels."""
+    return ((np.arange(n_lines) + 0.5) * size / n_lines).astype(int)
+
+
+def count_intercepts(seq: np.ndarray, closed: bool = False) -> float:
+    """Intercepts along one test path of grain ids (0 = boundary; E112 §12: a segment
+    at an open path's end inside a grain counts 1/2)."""
+    return _count_path(np.asarray(seq), closed)
+
+
+def intercepts_from_counts(
+    counts: Sequence[float], lengths: Sequence[float], pixel_size_um: float | None = None
+) -> Intercepts:
+    """Heyn statistics from the intercepts and lengths of each test path (lengths in
+    mm with a pixel size, else px), as :func:`heyn_intercept` pools them."""
+    mm = _mm(pixel_size_um)
+    counts_a = np.asarray(counts, float)
+    lengths_a = np.asarray(lengths, float)
     n_total = float(counts_a.sum())
     l_total = float(lengths_a.sum())
     n_l = n_total / l_total

@@ -193,6 +193,19 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     gr.add_argument("--model", required=True, help="MODEL file or builtin:grains")
     gr.add_argument("--out", required=True, type=Path)
+    gr.add_argument(
+        "--ome-zarr",
+        action="store_true",
+        help="single-plane images tile by tile: also write DIR/<stem>.ome.zarr (the image and "
+        "labels/grains); images over 8192 x 8192 px and OME-Zarr folders go this way on their own",
+    )
+    gr.add_argument(
+        "--tile",
+        type=int,
+        default=None,
+        metavar="PX",
+        help="core side of the windows of a tiled run (default 1024)",
+    )
     gr.add_argument("--pixel-size", type=float, default=None, help="µm per pixel")
     gr.add_argument(
         "--threshold",

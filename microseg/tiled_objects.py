@@ -68,6 +68,7 @@ def objects_tiled(
     tile: int = 1024,
     margin: int = 64,
     measure: WindowMeasure | None = None,
+    edge_labels: Callable[[np.ndarray], np.ndarray] | None = None,
     progress: TileProgress | None = None,
     stop: threading.Event | None = None,
 ) -> TiledObjects:
@@ -84,7 +85,11 @@ def objects_tiled(
     tile, margin : int
         Core side and context on each side, in pixels.
     measure : callable, optional
-        Table of a window's owned objects (see :data:`WindowMeasure`).
+        Table of a window's objects (see :data:`WindowMeasure`), measured with all of
+        the window's objects present; the owned ones are kept.
+    edge_labels : callable, optional
+        The labels an object's contact with the image edge is read from (e.g. grains
+        with their boundaries shared out); default the window's labels.
     progress, stop
         As for :func:`microseg.tiled.predict_tiled`.
     """
@@ -124,9 +129,13 @@ def objects_tiled(
             region[free] = mine[free]
             labels_out[ya:yb, xa:xb] = region
             if measure is not None:
-                kept = np.where(lut[lab] > 0, lab, 0)
-                table = measure(kept, window)
+                table = measure(lab, window)
+                table = table[np.isin(table["label"].to_numpy(int), owned)] if len(table) else table
                 if len(table):
+                    kept = np.where(lut[lab] > 0, lab, 0)
+                    if edge_labels is not None:
+                        filled = edge_labels(lab)
+                        kept = np.where(lut[filled] > 0, filled, 0)
                     table = table.copy()
                     table["label"] = lut[table["label"].to_numpy(int)]
                     table["y"] = table["y"] + ya

@@ -363,3 +363,38 @@ def test_an_impossible_pixel_size_is_exit_2_with_one_sentence(tmp_path, capsys, 
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("microseg: error: --pixel-size must be a number of µm per pixel")
     assert not (tmp_path / "out" / "g_summary.json").exists()
+
+
+def test_tile_by_tile_gives_the_whole_image_grains_and_g(sample, grains_run, tmp_path):
+    import zarr
+    from ome_zarr_models.v04 import ImageLabel
+
+    d, model, _ = sample
+    out = tmp_path / "tiled"
+    rc = main(["grains", "--model", str(model), "--out", str(out), "--pixel-size", "0.5",
+               "--ome-zarr", "--tile", "128", str(d / "image.tif")])  # fmt: skip
+    assert rc == 0
+    whole = json.loads((grains_run / "image_summary.json").read_text())
+    tiled = json.loads((out / "image_summary.json").read_text())
+    assert tiled["tiled"]["windows"] == 16 and tiled["tiled"]["cut_by_margin"] == 0
+    # only grains at the image edge may differ (sliver merging sees less context there)
+    assert tiled["n_interior_grains"] == pytest.approx(whole["n_interior_grains"], abs=2)
+    assert tiled["n_grains"] == pytest.approx(whole["n_grains"], rel=0.03)
+    for key in ("astm_g_planimetric", "astm_g_intercept", "astm_g_mean_area"):
+        assert tiled[key] == pytest.approx(whole[key], abs=0.05), key
+    assert tiled["astm_g_intercept_circles"] is None
+    labels = tifffile.imread(out / "image_grains.tif")
+    table = pd.read_csv(out / "image_grains.csv")
+    assert len(table) == labels.max() == tiled["n_grains"] and table["label"].is_unique
+    assert set(np.unique(labels)) == set(range(labels.max() + 1))
+    g = zarr.open_group(out / "image.ome.zarr", mode="r")
+    ImageLabel.from_zarr(g["labels/grains"])
+    assert not any(p.name.startswith(".") for p in out.iterdir())
+
+
+def test_a_region_on_a_tiled_run_gets_one_sentence(sample, tmp_path, capsys):
+    d, model, _ = sample
+    rc = main(["grains", "--model", str(model), "--out", str(tmp_path / "o"), "--ome-zarr",
+               "--region", "0:100,0:100", str(d / "image.tif")])  # fmt: skip
+    assert rc != 0
+    assert "--region and --drop-data-bar are not available there" in capsys.readouterr().err

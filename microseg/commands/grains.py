@@ -132,10 +132,11 @@ def cmd_grains(args: argparse.Namespace, progress: Callable[[str], None]) -> dic
     from microseg.exports import write_table_csv
     from microseg.io import jsonable, output_folder, output_stems, write_tiff
     from microseg.quality import VERDICT_TEXT, combine, grain_quality, model_unfamiliarity
+    from microseg.regions import is_ome_zarr
 
     images = [Path(p) for p in args.images]
     for p in images:
-        if not p.is_file():
+        if not (p.is_file() or is_ome_zarr(p)):
             raise InputError(f"Input image {p} does not exist.")
     if args.pixel_size is not None:
         _pixel_size(args.pixel_size, None)
@@ -155,7 +156,22 @@ def cmd_grains(args: argparse.Namespace, progress: Callable[[str], None]) -> dic
     results: list[dict[str, Any]] = []
     fields: list[tuple[str, dict, pd.DataFrame, float | None]] = []
     stems = getattr(args, "stems", None) or output_stems(images)
+    want_tiles = bool(getattr(args, "ome_zarr", False))
     for path, stem in zip(images, stems, strict=True):
+        from microseg.commands.predict import streams
+
+        if streams(path, want_tiles):
+            if region_arg or drop_bar:
+                raise InputError(
+                    f"{path.name} is measured tile by tile, over the whole image; --region and "
+                    "--drop-data-bar are not available there (crop the image first)."
+                )
+            entry, field = grains_tiled_file(
+                path, stem, model, bidx, args, options, out_dir, progress
+            )
+            results.append(entry)
+            fields.append(field)
+            continue
         image = read_input(path)
         ps = _pixel_size(args.pixel_size, image.pixel_size_um)
         region, region_source = measurement_region(image, region_arg, drop_bar)
@@ -240,6 +256,132 @@ def cmd_grains(args: argparse.Namespace, progress: Callable[[str], None]) -> dic
         out["specimen"] = str(path)
         progress(f"specimen {specimen}: {len(fields)} field(s) written to {path.name}")
     return out
+
+
+def grains_tiled_file(
+    path: Path,
+    stem: str,
+    model: Any,
+    bidx: int,
+    args: argparse.Namespace,
+    options: dict[str, Any],
+    out_dir: Path,
+    progress: Callable[[str], None],
+) -> tuple[dict[str, Any], tuple[str, dict, pd.DataFrame, float | None]]:
+    """``microseg grains`` on a single-plane image read by region, tile by tile
+    (:mod:`microseg.tiled_grains`): ``<stem>_grains.tif`` (tiled BigTIFF, uint32),
+    ``<stem>_grains.csv``, ``<stem>_summary.json`` and, with ``--ome-zarr``,
+    ``<stem>.ome.zarr`` (the image and ``labels/grains``). The quality verdict is
+    taken on the central window; no GeoJSON is written. Returns the result entry
+    and the specimen field."""
+    import shutil
+
+    from microseg.astm import grain_summary
+    from microseg.exports import write_table_csv
+    from microseg.io import jsonable, write_tiled_tiff
+    from microseg.omezarr import OmeZarrWriter
+    from microseg.quality import VERDICT_TEXT, grain_quality, model_unfamiliarity
+    from microseg.regions import describe, open_regions
+    from microseg.tiled_grains import grains_tiled
+
+    if getattr(args, "augment", False):
+        raise InputError(
+            "Test-time augmentation is not available tile by tile; leave out --augment."
+        )
+    image = open_regions(path)
+    progress(describe(image))
+    ps = _pixel_size(args.pixel_size, image.pixel_size_um)
+    keep = bool(getattr(args, "ome_zarr", False))
+    target = out_dir / (f"{stem}.ome.zarr" if keep else f".{stem}.partial.ome.zarr")
+    scratch = out_dir / f".{stem}.probabilities.zarr"
+    writer = OmeZarrWriter(
+        target,
+        image.shape_yx,
+        image.n_channels,
+        image.dtype,
+        label_name="grains",
+        label_dtype=np.uint32,
+    )
+    tile = int(getattr(args, "tile", None) or 1024)
+    written: dict[str, Any] = {"input": str(path)}
+    try:
+        found, summary, settings, centre = grains_tiled(
+            model,
+            image,
+            bidx,
+            writer.classes,
+            scratch,
+            ps,
+            options=options,
+            tile=tile,
+            progress=progress,
+        )
+        source = image.metadata.get("format")
+        prov = model_provenance(
+            args.model,
+            model,
+            input=str(path),
+            pixel_size_um=ps,
+            pixel_size_source="--pixel-size"
+            if args.pixel_size is not None
+            else (f"file ({source})" if ps else None),
+            grain_map={"function": "microseg.grains.grain_map", **settings},
+            tiled=True,
+            region=None,
+        )
+        if keep:
+            progress(f"{path.name}: writing the OME-Zarr pyramid ...")
+            writer.copy_image(image)
+            writer.finish([], [], ps, stem, prov)
+            written["ome_zarr"] = str(target)
+        written["grains"] = str(
+            write_tiled_tiff(out_dir / f"{stem}_grains.tif", writer.classes, "YX", ps, prov)
+        )
+        centre_frame = centre["image"][0] if centre["image"].shape[0] == 1 else centre["image"]
+        centre_summary = grain_summary(centre["labels"], pixel_size_um=ps)
+        quality = grain_quality(
+            centre["labels"],
+            centre_summary,
+            centre["proba"],
+            ps,
+            unfamiliarity=model_unfamiliarity(model, centre_frame),
+        )
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+        if not keep:
+            shutil.rmtree(target, ignore_errors=True)
+    table = found.table
+    cpath, _ = write_table_csv(table, out_dir / f"{stem}_grains.csv", prov)
+    written["table"] = str(cpath)
+    summary["quality"] = quality.to_json()
+    summary["tiled"] = {
+        "windows": found.windows,
+        "margin_px": settings["margin_px"],
+        "cut_by_margin": found.cut,
+        "read_by": image.access,
+        "quality_measured_on": "the central window",
+    }
+    summary["region"] = None
+    summary["provenance"] = prov
+    spath = out_dir / f"{stem}_summary.json"
+    spath.write_text(json.dumps(jsonable(summary), indent=1), encoding="utf-8")
+    g_p, g_i = summary.get("astm_g_planimetric"), summary.get("astm_g_intercept")
+    verdict = summary["quality"]
+    progress(
+        f"{path.name}: {summary['n_grains']} grains"
+        + (f", G planimetric {g_p:.2f}, G intercept {g_i:.2f}" if g_p and g_i else "")
+        + f"; quality: {VERDICT_TEXT[verdict['verdict']]}"
+        + "".join(f"\n  - {r}" for r in verdict["reasons"])
+    )
+    entry = {
+        **written,
+        "summary": str(spath),
+        "n_grains": summary["n_grains"],
+        "astm_g_planimetric": g_p,
+        "astm_g_intercept": g_i,
+        "quality": verdict,
+    }
+    return entry, (path.name, summary, table, ps)
 
 
 def _file_source(image: MicroImage) -> str:
