@@ -272,20 +272,31 @@ def _open_ome_zarr(path: Path, label: str) -> RegionImage:
 
     try:
         group = zarr.open_group(path, mode="r")
-        ms = _multiscales(dict(group.attrs))
-        if not ms or not isinstance(ms[0], dict):
-            raise InputError(
-                f"'{label}' is a Zarr folder without OME-Zarr multiscales metadata; "
-                "microseg reads OME-Zarr (NGFF) images."
-            )
-        meta = ms[0]
-        axes = [a["name"] if isinstance(a, dict) else str(a) for a in meta.get("axes", [])]
-        datasets = meta.get("datasets") or []
-        arr = group[str(datasets[0]["path"])]
-    except InputError:
-        raise
-    except Exception as exc:  # damaged JSON, missing arrays: zarr raises many kinds
-        raise InputError(f"'{label}' is not a readable OME-Zarr image ({exc}).") from exc
+        attrs = dict(group.attrs)
+    except Exception as exc:  # damaged JSON or a missing group file: zarr raises many kinds
+        raise InputError(
+            f"'{label}' is a folder but not a readable Zarr group (its .zgroup, .zattrs or "
+            "zarr.json is missing or damaged)."
+        ) from exc
+    ms = _multiscales(attrs)
+    if not ms or not isinstance(ms[0], dict):
+        raise InputError(
+            f"'{label}' is a Zarr folder without OME-Zarr multiscales metadata; "
+            "microseg reads OME-Zarr (NGFF) images."
+        )
+    meta = ms[0]
+    axes = [a["name"] if isinstance(a, dict) else str(a) for a in meta.get("axes", [])]
+    datasets = meta.get("datasets") or [{}]
+    first = str(datasets[0].get("path", "")) if isinstance(datasets[0], dict) else ""
+    try:
+        arr = group[first]
+        if not hasattr(arr, "shape") or not hasattr(arr, "dtype"):
+            raise KeyError(first)
+    except Exception as exc:
+        raise InputError(
+            f"'{label}' names the array '{first}' in its OME-Zarr metadata, but that array is "
+            "missing or damaged."
+        ) from exc
     shape = tuple(int(n) for n in arr.shape)
     if len(axes) != len(shape):
         axes = ["t", "c", "z", "y", "x"][-len(shape) :] if len(shape) <= 5 else []

@@ -81,7 +81,7 @@ def window_settings(
     return opts, margin, labels
 
 
-def test_line_counts(labels: Any, n_lines: int = N_LINES) -> tuple[list[float], list[float]]:
+def heyn_line_counts(labels: Any, n_lines: int = N_LINES) -> tuple[list[float], list[float]]:
     """Intercepts and lengths (px) of ``n_lines`` horizontal and vertical test lines over a
     grain map on disk, each read with a band of :data:`BAND` rows whose boundaries are
     shared out to the nearest grain."""
@@ -162,7 +162,7 @@ def tiled_summary(
     per_tile = np.array([k / (a * px_area) for k, a in tile_counts if a > 0])
     st_p = confidence_interval(per_tile)
     g_p_ci = _g_bounds(n_a, st_p.ci95, g_from_na) if mm else (None, None)
-    counts, lengths = test_line_counts(labels)
+    counts, lengths = heyn_line_counts(labels)
     heyn = intercepts_from_counts(counts, [v * (mm if mm else 1.0) for v in lengths], pixel_size_um)
     st_a = confidence_interval(a_px * (mm * mm if mm else 1.0))
     g_area = g_from_mean_area(st_a.mean) if (mm and st_a.n) else None

@@ -153,6 +153,18 @@ def files(tmp_path_factory) -> dict[str, Path]:
     nan_w = {"w": np.full((4, 3), np.nan, np.float32)}
     f["model_unknown_kind"] = save_model(d / "unknown_kind.safetensors", nan_w,
                                          {"kind": "svm", "task": "grains"})  # fmt: skip
+    plain_zarr = d / "plain.zarr"
+    plain_zarr.mkdir()
+    (plain_zarr / ".zgroup").write_text('{"zarr_format": 2}')
+    (plain_zarr / ".zattrs").write_text('{"hello": 1}')
+    f["zarr_without_ome"] = plain_zarr
+    broken_zarr = d / "broken.ome.zarr"
+    broken_zarr.mkdir()
+    (broken_zarr / ".zattrs").write_text('{"multiscales": [{"datasets": [{"path": "0"}]')
+    f["zarr_broken"] = broken_zarr
+    tif(
+        "stack", np.zeros((3, 32, 32), np.uint8), photometric="minisblack", metadata={"axes": "TYX"}
+    )
     return f
 
 
@@ -363,6 +375,85 @@ CATALOGUE = {
         ],
         "cannot",
     ),  # fmt: skip
+    # images read by region, tile by tile
+    "a Zarr folder without OME metadata": (
+        lambda f, out: [
+            "predict",
+            "--model",
+            str(f["rf_model"]),
+            "--out",
+            str(out),
+            str(f["zarr_without_ome"]),
+        ],
+        "without OME-Zarr multiscales",
+    ),
+    "an OME-Zarr folder with broken metadata": (
+        lambda f, out: [
+            "predict",
+            "--model",
+            str(f["rf_model"]),
+            "--out",
+            str(out),
+            str(f["zarr_broken"]),
+        ],
+        "not a readable Zarr group",
+    ),
+    "tiles of 10 px": (
+        lambda f, out: [
+            "predict",
+            "--model",
+            str(f["rf_model"]),
+            "--out",
+            str(out),
+            "--ome-zarr",
+            "--tile",
+            "10",
+            str(f["good"]),
+        ],
+        "at least 64 pixels",
+    ),
+    "a stack tile by tile": (
+        lambda f, out: [
+            "predict",
+            "--model",
+            str(f["rf_model"]),
+            "--out",
+            str(out),
+            "--ome-zarr",
+            str(f["stack"]),
+        ],
+        "is a stack",
+    ),
+    "a region on a tiled grains run": (
+        _grains("good", extra=("--ome-zarr", "--region", "0:10,0:10")),
+        "not available there",
+    ),
+    "tracking a tiled nuclei run": (
+        lambda f, out: [
+            "nuclei",
+            "--model",
+            "builtin:nuclei",
+            "--out",
+            str(out),
+            "--ome-zarr",
+            "--track",
+            str(f["good"]),
+        ],
+        "no frames to track",
+    ),
+    "a Dask scheduler nobody runs": (
+        lambda f, out: [
+            "predict",
+            "--model",
+            str(f["rf_model"]),
+            "--out",
+            str(out),
+            "--scheduler",
+            "tcp://127.0.0.1:9",
+            str(f["good"]),
+        ],
+        "no dask scheduler answers",
+    ),
     "batch of nothing": (
         lambda f, out: [
             "batch",
