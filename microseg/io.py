@@ -193,39 +193,10 @@ def read_image(
     if palette not in ("colors", "index"):
         raise ValueError(f"palette must be 'colors' or 'index', not {palette!r}")
     limit = MAX_PIXELS if max_pixels is None else int(max_pixels)
-    opened, label, size = _open_source(source, name)
-    if size == 0:
-        raise InputError(f"'{label}' is empty (0 bytes).")
-    head = _peek(opened, 512)
-    fmt = _sniff(head)
-    if fmt is None:
-        raise InputError(_not_an_image(label, head))
-    try:
-        if fmt == "TIFF":
-            header, closer = _tiff_header(opened, label, size, palette)
-        elif fmt == "CZI":
-            header, closer = _czi_header(opened, label, size)
-        else:
-            header, closer = _pil_header(opened, label, fmt, palette)
-    except InputError:
-        raise
-    except MemoryError:
-        raise InputError(f"'{label}' is too large to read into memory.") from None
-    except Exception as exc:  # the libraries raise many kinds for a damaged header
-        raise InputError(
-            f"'{label}' is a damaged or truncated {fmt} file ({_short(exc)})."
-        ) from exc
+    opened, label, fmt, header, closer = _open_header(source, name, palette)
     try:
         _check_shape(header.shape, header.roles, label, limit)
-        try:
-            if header.verify is not None:
-                header.verify()
-        except InputError:
-            raise
-        except Exception as exc:
-            raise InputError(
-                f"'{label}' is a damaged or truncated {fmt} file ({_short(exc)})."
-            ) from exc
+        _verify(header, label, fmt)
         try:
             array = header.load()
         except InputError:
@@ -308,37 +279,10 @@ def read_header(source: str | os.PathLike, name: str | None = None) -> ImageHead
         For an empty, damaged or unsupported file, no pixels, no Y and X axes, sides
         under :data:`MIN_SIDE` or more axes than ``TZCYX``.
     """
-    opened, label, size = _open_source(source, name)
-    if size == 0:
-        raise InputError(f"'{label}' is empty (0 bytes).")
-    head = _peek(opened, 512)
-    fmt = _sniff(head)
-    if fmt is None:
-        raise InputError(_not_an_image(label, head))
-    try:
-        if fmt == "TIFF":
-            header, closer = _tiff_header(opened, label, size, "colors")
-        elif fmt == "CZI":
-            header, closer = _czi_header(opened, label, size)
-        else:
-            header, closer = _pil_header(opened, label, fmt, "colors")
-    except InputError:
-        raise
-    except Exception as exc:  # the libraries raise many kinds for a damaged header
-        raise InputError(
-            f"'{label}' is a damaged or truncated {fmt} file ({_short(exc)})."
-        ) from exc
+    _, label, fmt, header, closer = _open_header(source, name, "colors")
     try:
         _check_layout(header.shape, header.roles, label)
-        try:
-            if header.verify is not None:
-                header.verify()
-        except InputError:
-            raise
-        except Exception as exc:
-            raise InputError(
-                f"'{label}' is a damaged or truncated {fmt} file ({_short(exc)})."
-            ) from exc
+        _verify(header, label, fmt)
     finally:
         closer()
     return ImageHeader(
@@ -350,6 +294,47 @@ def read_header(source: str | os.PathLike, name: str | None = None) -> ImageHead
         header.pixel_size_um,
         header.pixel_size_source,
     )
+
+
+def _open_header(source: Source, name: str | None, palette: str):  # noqa: ANN202
+    """``(opened, label, format, header, closer)``: the file's header parsed by its format's
+    reader, found from the content; one sentence for an empty, foreign or damaged file."""
+    opened, label, size = _open_source(source, name)
+    if size == 0:
+        raise InputError(f"'{label}' is empty (0 bytes).")
+    head = _peek(opened, 512)
+    fmt = _sniff(head)
+    if fmt is None:
+        raise InputError(_not_an_image(label, head))
+    try:
+        if fmt == "TIFF":
+            header, closer = _tiff_header(opened, label, size, palette)
+        elif fmt == "CZI":
+            header, closer = _czi_header(opened, label, size)
+        else:
+            header, closer = _pil_header(opened, label, fmt, palette)
+    except InputError:
+        raise
+    except MemoryError:
+        raise InputError(f"'{label}' is too large to read into memory.") from None
+    except Exception as exc:  # the libraries raise many kinds for a damaged header
+        raise InputError(
+            f"'{label}' is a damaged or truncated {fmt} file ({_short(exc)})."
+        ) from exc
+    return opened, label, fmt, header, closer
+
+
+def _verify(header: _Header, label: str, fmt: str) -> None:
+    """Run the header's file-level checks; one sentence when they fail."""
+    try:
+        if header.verify is not None:
+            header.verify()
+    except InputError:
+        raise
+    except Exception as exc:
+        raise InputError(
+            f"'{label}' is a damaged or truncated {fmt} file ({_short(exc)})."
+        ) from exc
 
 
 def _short(exc: BaseException) -> str:

@@ -544,10 +544,9 @@ def tiled_diameter(
     d = segmenter.object_diameter_px
     if d != "auto":
         return d
-    h, w = image.shape_yx
-    side = CENTRAL_WINDOW
-    ys = slice(max(0, h // 2 - side // 2), min(h, h // 2 + side // 2))
-    xs = slice(max(0, w // 2 - side // 2), min(w, w // 2 + side // 2))
+    from microseg.regions import central_window
+
+    ys, xs = central_window(image.shape_yx, CENTRAL_WINDOW)
     p = segmenter.with_diameter(None).probabilities(image.read(ys, xs), reference)
     model = segmenter.model
     measured = model.clamp_diameter(model.estimate_object_diameter(p))

@@ -117,6 +117,15 @@ class RegionImage:
         return np.concatenate(parts, axis=1)
 
 
+def central_window(shape_yx: tuple[int, int], side: int = 2048) -> tuple[slice, slice]:
+    """Rows and columns of the central ``side`` x ``side`` window (the whole image when
+    smaller): where a tiled run measures what it sets once for every tile."""
+    h, w = shape_yx
+    ys = slice(max(0, h // 2 - side // 2), min(h, h // 2 + side // 2))
+    xs = slice(max(0, w // 2 - side // 2), min(w, w // 2 + side // 2))
+    return ys, xs
+
+
 def is_ome_zarr(path: str | os.PathLike) -> bool:
     """Whether ``path`` is a folder holding a Zarr group (``.zattrs`` or ``zarr.json``)."""
     p = Path(path)

@@ -40,6 +40,20 @@ TILE = 1024
 TileProgress = Callable[[int, int], None]
 
 
+def percent_progress(report: Callable[[str], None], message: str) -> TileProgress:
+    """A :data:`TileProgress` that reports ``message.format(done=, total=, pct=)`` at every
+    tenth of the work and at the end."""
+    last = [-1]
+
+    def progress(done: int, total: int) -> None:
+        pct = 100 * done // max(1, total)
+        if pct // 10 != last[0] // 10 or done == total:
+            last[0] = pct
+            report(message.format(done=done, total=total, pct=pct))
+
+    return progress
+
+
 class Cancelled(Exception):
     """Raised when a ``stop`` event ends tiled prediction before the next tile."""
 

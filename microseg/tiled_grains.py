@@ -28,21 +28,13 @@ import numpy as np
 import pandas as pd
 
 from microseg.errors import InputError
-from microseg.regions import RegionImage
+from microseg.regions import RegionImage, central_window
 from microseg.segmenter import Segmenter
 from microseg.tiled_objects import TiledObjects
 
 CENTRAL_WINDOW = 2048
 N_LINES = 10
 BAND = 16  # rows on each side of a test line whose boundaries are shared out with it
-
-
-def central_slices(shape_yx: tuple[int, int], side: int = CENTRAL_WINDOW) -> tuple[slice, slice]:
-    """Rows and columns of the central ``side`` x ``side`` window (the whole image when smaller)."""
-    h, w = shape_yx
-    ys = slice(max(0, h // 2 - side // 2), min(h, h // 2 + side // 2))
-    xs = slice(max(0, w // 2 - side // 2), min(w, w // 2 + side // 2))
-    return ys, xs
 
 
 def channel_view(array: Any, channel: int, name: str, pixel_size_um: float | None) -> RegionImage:
@@ -233,7 +225,7 @@ def grains_tiled(
 
     from microseg.grains import fill_boundaries, grain_map
     from microseg.measure import grain_table
-    from microseg.tiled import predict_tiled
+    from microseg.tiled import percent_progress, predict_tiled
     from microseg.tiled_objects import objects_tiled
 
     report = progress or (lambda msg: None)
@@ -244,17 +236,10 @@ def grains_tiled(
     store = zarr.open_group(scratch, mode="w", zarr_format=2)
     probs = store.create_array("p", shape=(k, h, w), chunks=(1, 512, 512), dtype=np.float32)
     classes = store.create_array("c", shape=(h, w), chunks=(512, 512), dtype=np.uint8)
-    step = {"last": -1}
-
-    def tiles_done(done: int, total: int, what: str = "predicted") -> None:
-        pct = 100 * done // total
-        if pct // 10 != step["last"] // 10 or done == total:
-            step["last"] = pct
-            report(f"{image.name}: {what} {done}/{total} tiles ({pct} %)")
-
-    predict_tiled(model, image, classes, probs, tile=tile, progress=tiles_done)
+    predicted = percent_progress(report, image.name + ": predicted {done}/{total} tiles ({pct} %)")
+    predict_tiled(model, image, classes, probs, tile=tile, progress=predicted)
     bnd = channel_view(probs, boundary_index, image.name, pixel_size_um)
-    ys, xs = central_slices(image.shape_yx)
+    ys, xs = central_window(image.shape_yx, CENTRAL_WINDOW)
     central = bnd.read(ys, xs)[0]
     opts, margin, central_labels = window_settings(central, options or {})
     report(
@@ -268,7 +253,6 @@ def grains_tiled(
     def measure(lab: np.ndarray, window: np.ndarray) -> pd.DataFrame:
         return grain_table(lab, pixel_size_um=pixel_size_um)
 
-    step["last"] = -1
     found = objects_tiled(
         bnd,
         find,
@@ -277,7 +261,9 @@ def grains_tiled(
         margin=margin,
         measure=measure,
         edge_labels=fill_boundaries,
-        progress=lambda d, t: tiles_done(d, t, "grain map of"),
+        progress=percent_progress(
+            report, image.name + ": grain map of {done}/{total} tiles ({pct} %)"
+        ),
     )
     table = found.table
     ny, nx = -(-h // tile), -(-w // tile)

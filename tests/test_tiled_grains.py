@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 from microseg.astm import heyn_intercept
+from microseg.regions import central_window
 from microseg.synth import synth_grains
-from microseg.tiled_grains import central_slices, heyn_line_counts, window_settings
+from microseg.tiled_grains import heyn_line_counts, window_settings
 
 
 @pytest.fixture(scope="module")
@@ -34,6 +35,6 @@ def test_window_settings_follow_the_central_grain_map(grains):
 
 
 def test_the_central_window_is_the_whole_of_a_small_image():
-    assert central_slices((300, 500), 2048) == (slice(0, 300), slice(0, 500))
-    ys, xs = central_slices((5000, 3000), 2048)
+    assert central_window((300, 500), 2048) == (slice(0, 300), slice(0, 500))
+    ys, xs = central_window((5000, 3000), 2048)
     assert (ys.start, ys.stop, xs.start, xs.stop) == (1476, 3524, 476, 2524)

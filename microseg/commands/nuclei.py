@@ -184,23 +184,17 @@ def process_file(
             tile=tile,
         )
     image = read_input(Path(path))
-    if channel is not None and not 0 <= int(channel) < image.n_channels:
-        raise InputError(
-            f"--channel {channel} does not exist; {Path(path).name} has "
-            f"{image.n_channels} channel(s) (0-based)."
-        )
-    if pixel_size_um is not None:
-        from microseg.pixel_size import check_pixel_size
-
-        pixel_size_um = check_pixel_size(pixel_size_um, "--pixel-size")
-    ps = float(pixel_size_um) if pixel_size_um else image.pixel_size_um
-    segmenter = FrameSegmenter(
+    ps, segmenter = _checked_settings(
+        Path(path).name,
+        image.n_channels,
+        image.pixel_size_um,
         model,
-        channel=channel,
-        augment=augment,
-        object_diameter_px=object_diameter_px,
-        threshold=threshold,
-        h_fraction=h_fraction,
+        channel,
+        pixel_size_um,
+        augment,
+        object_diameter_px,
+        threshold,
+        h_fraction,
     )
     measurer = FrameMeasurer(ps)
     report(
@@ -247,15 +241,7 @@ def process_file(
         f"{Path(path).name}: quality: {quality.label}"
         + "".join(f"\n  - {r}" for r in quality.reasons)
     )
-    from microseg.io import jsonable
-
-    spath = Path(out_dir) / f"{stem}_summary.json"
-    record = {k: v for k, v in summary.items() if k != "outputs"}
-    spath.write_text(
-        json.dumps(jsonable({**record, "provenance": prov}), indent=1), encoding="utf-8"
-    )
-    summary["outputs"]["summary"] = str(spath)
-    return summary
+    return write_summary(summary, prov, Path(out_dir), stem)
 
 
 def process_file_tiled(
@@ -284,31 +270,26 @@ def process_file_tiled(
 
     from microseg.commands.predict import model_provenance
     from microseg.exports import write_table_csv
-    from microseg.io import image_stem, jsonable, output_folder, write_tiled_tiff
+    from microseg.io import image_stem, output_folder, write_tiled_tiff
     from microseg.nuclei import CENTRAL_WINDOW, frame_table, segment_tiled
     from microseg.omezarr import OmeZarrWriter
-    from microseg.regions import describe, open_regions
+    from microseg.regions import central_window, describe, open_regions
+    from microseg.tiled import percent_progress
 
     report = progress or (lambda msg: None)
     image = open_regions(path)
     report(describe(image))
-    if channel is not None and not 0 <= int(channel) < image.n_channels:
-        raise InputError(
-            f"--channel {channel} does not exist; {path.name} has "
-            f"{image.n_channels} channel(s) (0-based)."
-        )
-    if pixel_size_um is not None:
-        from microseg.pixel_size import check_pixel_size
-
-        pixel_size_um = check_pixel_size(pixel_size_um, "--pixel-size")
-    ps = float(pixel_size_um) if pixel_size_um else image.pixel_size_um
-    segmenter = FrameSegmenter(
+    ps, segmenter = _checked_settings(
+        path.name,
+        image.n_channels,
+        image.pixel_size_um,
         model,
-        channel=channel,
-        augment=augment,
-        object_diameter_px=object_diameter_px,
-        threshold=threshold,
-        h_fraction=h_fraction,
+        channel,
+        pixel_size_um,
+        augment,
+        object_diameter_px,
+        threshold,
+        h_fraction,
     )
     stem = stem or image_stem(path)
     out_dir = output_folder(out_dir)
@@ -321,13 +302,7 @@ def process_file_tiled(
         label_name="nuclei",
         label_dtype=np.uint32,
     )
-    step = {"last": -1}
-
-    def windows_done(done: int, total: int) -> None:
-        pct = 100 * done // total
-        if pct // 10 != step["last"] // 10 or done == total:
-            step["last"] = pct
-            report(f"{path.name}: {done}/{total} windows ({pct} %)")
+    windows_done = percent_progress(report, path.name + ": {done}/{total} windows ({pct} %)")
 
     written: dict[str, str] = {}
     try:
@@ -354,10 +329,7 @@ def process_file_tiled(
             write_tiled_tiff(out_dir / f"{stem}_labels.tif", writer.classes, "YX", ps, lab_prov)
         )
         # the quality verdict of the central window (the whole image is not in memory)
-        h, w = image.shape_yx
-        side = CENTRAL_WINDOW
-        ys = slice(max(0, h // 2 - side // 2), min(h, h // 2 + side // 2))
-        xs = slice(max(0, w // 2 - side // 2), min(w, w // 2 + side // 2))
+        ys, xs = central_window(image.shape_yx, CENTRAL_WINDOW)
         centre = image.read(ys, xs)
         centre = centre[0] if centre.shape[0] == 1 else centre
         quality = _central_quality(np.asarray(writer.classes[ys, xs]), centre, segmenter, ps)
@@ -384,10 +356,18 @@ def process_file_tiled(
             "margin_px": settings["margin_px"],
             "cut_by_margin": found.cut,
             "read_by": image.access,
-            "quality_measured_on": f"the central {side} px window",
+            "quality_measured_on": f"the central {CENTRAL_WINDOW} px window",
         },
         "quality": quality.to_json(),
     }
+    return write_summary(summary, prov, out_dir, stem)
+
+
+def write_summary(summary: dict[str, Any], prov: dict, out_dir: Path, stem: str) -> dict[str, Any]:
+    """Write ``<stem>_summary.json`` (the summary without its output paths, with the
+    provenance) and add its path to ``summary["outputs"]``."""
+    from microseg.io import jsonable
+
     spath = out_dir / f"{stem}_summary.json"
     record = {k: v for k, v in summary.items() if k != "outputs"}
     spath.write_text(
@@ -395,6 +375,40 @@ def process_file_tiled(
     )
     summary["outputs"]["summary"] = str(spath)
     return summary
+
+
+def _checked_settings(
+    name: str,
+    n_channels: int,
+    image_pixel_size: float | None,
+    model: Segmenter,
+    channel: int | None,
+    pixel_size_um: float | None,
+    augment: bool,
+    object_diameter_px: float | str | None,
+    threshold: float | None,
+    h_fraction: float | None,
+) -> tuple[float | None, FrameSegmenter]:
+    """The pixel size to measure with and the frame segmenter, after checking the
+    channel and the pixel size against the image."""
+    if channel is not None and not 0 <= int(channel) < n_channels:
+        raise InputError(
+            f"--channel {channel} does not exist; {name} has {n_channels} channel(s) (0-based)."
+        )
+    if pixel_size_um is not None:
+        from microseg.pixel_size import check_pixel_size
+
+        pixel_size_um = check_pixel_size(pixel_size_um, "--pixel-size")
+    ps = float(pixel_size_um) if pixel_size_um else image_pixel_size
+    segmenter = FrameSegmenter(
+        model,
+        channel=channel,
+        augment=augment,
+        object_diameter_px=object_diameter_px,
+        threshold=threshold,
+        h_fraction=h_fraction,
+    )
+    return ps, segmenter
 
 
 def _central_quality(

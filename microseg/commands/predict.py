@@ -182,7 +182,7 @@ def predict_streamed(
     from microseg.omezarr import OmeZarrWriter
     from microseg.regions import describe, open_regions
     from microseg.tasks import class_colours
-    from microseg.tiled import TILE, predict_tiled
+    from microseg.tiled import TILE, percent_progress, predict_tiled
 
     image = open_regions(path)
     progress(describe(image))
@@ -200,13 +200,9 @@ def predict_streamed(
     try:
         progress(f"{path.name}: percentiles of the whole image ...")
         reference = image.percentile_sample()
-        step = {"last": -1}
-
-        def tiles_done(done: int, total: int) -> None:
-            pct = 100 * done // total
-            if pct // 10 != step["last"] // 10 or done == total:
-                step["last"] = pct
-                progress(f"{path.name}: predicted {done}/{total} tiles ({pct} %)")
+        tiles_done = percent_progress(
+            progress, path.name + ": predicted {done}/{total} tiles ({pct} %)"
+        )
 
         scheduler = getattr(args, "scheduler", None)
         if scheduler:
