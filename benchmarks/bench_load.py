@@ -84,6 +84,7 @@ def _settle(page, timeout: int = 120_000) -> None:  # noqa: ANN001
 
 def session(url: str, seconds: float, index: int, chromium: str) -> dict:
     """One user's session; returns its action latencies (s), errors and whether it held."""
+    from playwright.sync_api import Error as PlaywrightError
     from playwright.sync_api import sync_playwright
 
     sample = SAMPLES[index % 2]
@@ -105,8 +106,9 @@ def session(url: str, seconds: float, index: int, chromium: str) -> dict:
                 if page.locator("[data-testid='stException']").count():
                     errors.append(f"{name}: exception box")
             except Exception as exc:  # noqa: BLE001 - counted, the session goes on
+                first = (str(exc).strip().splitlines() or [""])[0][:120]
                 errors.append(
-                    f"{name}: {type(exc).__name__} after {time.perf_counter() - t0:.0f} s"
+                    f"{name}: {type(exc).__name__} after {time.perf_counter() - t0:.0f} s ({first})"
                 )
                 if os.environ.get("BENCH_LOAD_SHOTS"):
                     page.screenshot(path=f"{os.environ['BENCH_LOAD_SHOTS']}/{index}_{name}.png")
@@ -130,13 +132,19 @@ def session(url: str, seconds: float, index: int, chromium: str) -> dict:
                 if not missing:
                     return
                 for label, y in missing:
-                    sidebar.get_by_text(label, exact=True).click()
-                    _settle(page)
-                    box = canvas.bounding_box()
-                    page.mouse.move(box["x"] + 20, box["y"] + box["height"] * y)
-                    page.mouse.down()
-                    page.mouse.move(box["x"] + 120, box["y"] + box["height"] * y, steps=8)
-                    page.mouse.up()
+                    try:
+                        sidebar.get_by_text(label, exact=True).click()
+                        _settle(page)
+                        box = canvas.bounding_box()
+                        page.mouse.move(box["x"] + 20, box["y"] + box["height"] * y)
+                        page.mouse.down()
+                        page.mouse.move(box["x"] + 120, box["y"] + box["height"] * y, steps=8)
+                        page.mouse.up()
+                    except PlaywrightError:
+                        # the page reran under the pointer (the canvas or the class list was
+                        # being redrawn): paint again, as a user would; app errors are still
+                        # caught by the exception-box and page-error checks
+                        pass
                     _settle(page)
                     page.wait_for_timeout(500)
 
