@@ -200,9 +200,6 @@ def planimetric(
     filled = fill_boundaries(labels)
     n_in, n_edge, n_corner, weighted = _jeffries_counts(filled)
     px_area = (mm * mm) if mm else 1.0
-    area = labels.size * px_area
-    n_a = weighted / area
-    g = g_from_na(n_a) if (mm and n_a > 0) else None
     n_grains = n_in + n_edge + n_corner
     k = fields or int(np.clip(math.floor(math.sqrt(max(n_grains, 1) / 10.0)), 2, 5))
     ys = np.linspace(0, labels.shape[0], k + 1).round().astype(int)
@@ -214,9 +211,30 @@ def planimetric(
             if tile.shape[0] < 2 or tile.shape[1] < 2:
                 continue
             vals.append(_jeffries_counts(tile)[3] / (tile.size * px_area))
-    st = confidence_interval(np.array(vals))
+    return planimetric_from_counts(
+        n_in, n_edge, n_corner, weighted, labels.size, vals, pixel_size_um
+    )
+
+
+def planimetric_from_counts(
+    n_inside: int,
+    n_intercepted: int,
+    n_corner: int,
+    n_equivalent: float,
+    field_px: int,
+    field_n_a: Sequence[float],
+    pixel_size_um: float | None = None,
+) -> Planimetric:
+    """Jeffries statistics from the counts over a field of ``field_px`` pixels and the
+    N_A of its sub-fields (per mm², or per px² without a pixel size), as
+    :func:`planimetric` pools them."""
+    mm = _mm(pixel_size_um)
+    area = field_px * ((mm * mm) if mm else 1.0)
+    n_a = n_equivalent / area
+    g = g_from_na(n_a) if (mm and n_a > 0) else None
+    st = confidence_interval(np.asarray(field_n_a, float))
     g_ci = _g_bounds(n_a, st.ci95, g_from_na) if mm else (None, None)
-    return Planimetric(n_in, n_edge, n_corner, weighted, area, n_a, g, st, g_ci)
+    return Planimetric(n_inside, n_intercepted, n_corner, n_equivalent, area, n_a, g, st, g_ci)
 
 
 def _count_path(seq: np.ndarray, closed: bool) -> float:
@@ -392,8 +410,7 @@ def grain_summary(
         values as ``[low, high]`` (``*_ci``), and ``*_rel_accuracy_pct``.
     """
     labels = _check(labels)
-    mm = _mm(pixel_size_um)
-    unit_len = (mm * 1000.0) if mm else 1.0  # µm (or px) per pixel
+    _mm(pixel_size_um)  # an unusable pixel size is refused before any work
     filled = fill_boundaries(labels)
     area = np.bincount(filled.ravel())
     ids = np.flatnonzero(area)
@@ -403,20 +420,49 @@ def grain_summary(
     inner = np.setdiff1d(ids, edge)
     use = inner if (exclude_edge and inner.size) else ids
     a_px = area[use].astype(np.float64)
-    a_unit = a_px * unit_len**2
-    ecd = np.sqrt(4.0 * a_unit / math.pi)
-
     plan = planimetric(labels, pixel_size_um)
     heyn = heyn_intercept(labels, pixel_size_um, n_lines=n_lines)
     circ = heyn_intercept(labels, pixel_size_um, pattern="circles")
+    return summary_record(
+        int(ids.size),
+        int(edge.size),
+        int(inner.size),
+        a_px,
+        plan,
+        heyn,
+        circ.g,
+        n_lines,
+        pixel_size_um,
+    )
+
+
+def summary_record(
+    n_grains: int,
+    n_edge: int,
+    n_interior: int,
+    areas_px: np.ndarray,
+    plan: Planimetric,
+    heyn: Intercepts,
+    g_circles: float | None,
+    n_lines: int,
+    pixel_size_um: float | None = None,
+) -> dict:
+    """The JSON-ready summary of :func:`grain_summary` from its parts: the grain counts,
+    the areas (px) the size statistics are taken over, the planimetric and Heyn results
+    and the G of the test circles (``None`` when they were not drawn)."""
+    mm = _mm(pixel_size_um)
+    unit_len = (mm * 1000.0) if mm else 1.0  # µm (or px) per pixel
+    a_px = np.asarray(areas_px, np.float64)
+    a_unit = a_px * unit_len**2
+    ecd = np.sqrt(4.0 * a_unit / math.pi)
     st_a = confidence_interval(a_px * (mm * mm if mm else 1.0))
     g_area = g_from_mean_area(st_a.mean) if (mm and st_a.n) else None
     g_area_ci = _area_bounds(st_a, mm)
     mean_intercept = heyn.mean_intercept * (1000.0 if mm else 1.0)
     return {
-        "n_grains": int(ids.size),
-        "n_edge_grains": int(edge.size),
-        "n_interior_grains": int(inner.size),
+        "n_grains": int(n_grains),
+        "n_edge_grains": int(n_edge),
+        "n_interior_grains": int(n_interior),
         "unit": "um" if mm else "px",
         "pixel_size_um": _f(pixel_size_um),
         **_size_stats(a_unit, ecd),
@@ -433,7 +479,7 @@ def grain_summary(
         "astm_g_intercept": _f(heyn.g),
         "astm_g_intercept_ci": [_f(v) for v in heyn.g_ci],
         "intercept_rel_accuracy_pct": _f(heyn.fields.rel_accuracy_pct),
-        "astm_g_intercept_circles": _f(circ.g),
+        "astm_g_intercept_circles": _f(g_circles),
         "astm_g_mean_area": _f(g_area),
         "astm_g_mean_area_ci": [_f(v) for v in g_area_ci],
         "mean_area_rel_accuracy_pct": _f(st_a.rel_accuracy_pct),

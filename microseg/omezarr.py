@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -225,6 +226,21 @@ class OmeZarrWriter:
                         prev.dtype, copy=False
                     )
             prev = arr
+
+
+@contextmanager
+def result_store(
+    out_dir: Path, stem: str, keep: bool, image: RegionImage, **writer_kw: Any
+) -> Iterator[OmeZarrWriter]:
+    """The :class:`OmeZarrWriter` a tiled run writes into: ``DIR/<stem>.ome.zarr`` when
+    ``keep``, else a hidden scratch folder that is removed on leaving, whatever happens."""
+    target = Path(out_dir) / (f"{stem}.ome.zarr" if keep else f".{stem}.partial.ome.zarr")
+    writer = OmeZarrWriter(target, image.shape_yx, image.n_channels, image.dtype, **writer_kw)
+    try:
+        yield writer
+    finally:
+        if not keep:
+            shutil.rmtree(target, ignore_errors=True)
 
 
 def _halve(block: np.ndarray) -> np.ndarray:

@@ -224,7 +224,7 @@ def _open_tiff(path: Path, label: str, header: Any) -> RegionImage | None:
         header.pixel_size_um,
         "TIFF tiles",
         read,
-        {"format": header.fmt, "source_axes": axes},
+        {"format": header.fmt, "source_axes": axes, "pixel_size_source": header.pixel_size_source},
     )
 
 
@@ -336,7 +336,11 @@ def _open_ome_zarr(path: Path, label: str) -> RegionImage:
         pixel,
         "OME-Zarr chunks",
         read,
-        {"format": "OME-Zarr", "source_axes": "".join(axes).upper()},
+        {
+            "format": "OME-Zarr",
+            "source_axes": "".join(axes).upper(),
+            "pixel_size_source": "OME-Zarr" if pixel else None,
+        },
     )
 
 

@@ -298,6 +298,7 @@ def predict_tiled_on_cluster(
     classes_path: str | Path,
     probs_path: str | Path | None = None,
     *,
+    model: Segmenter | None = None,
     tile: int = TILE,
     chunk: int = 512,
     reference: np.ndarray | None = None,
@@ -309,7 +310,8 @@ def predict_tiled_on_cluster(
     its tiles straight into the Zarr arrays, so the model file, the image and the output
     folder must be at the same paths on every worker (one machine, or a shared
     filesystem). Tiles are rounded up to whole ``chunk`` s, so no two workers write the
-    same chunk.
+    same chunk. ``model``: the model ``spec`` names, when the caller has it loaded
+    already (it plans the tiles here).
 
     Raises
     ------
@@ -324,7 +326,7 @@ def predict_tiled_on_cluster(
         raise InputError(f"--scheduler must look like tcp://HOST:PORT, not {address}.")
     tile = -(-int(tile) // chunk) * chunk
     image = open_regions(image_path)
-    model = _worker_model(spec)
+    model = model if model is not None else _worker_model(spec)
     plan = tile_plan(model, image.shape_yx, tile)
     if plan.tile % chunk:
         raise InputError(f"Tiles of {plan.tile} px do not align with {chunk}-px chunks.")

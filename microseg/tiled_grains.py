@@ -20,6 +20,7 @@
 from __future__ import annotations
 
 import math
+import shutil
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -120,69 +121,30 @@ def tiled_summary(
 ) -> dict[str, Any]:
     """The keys of :func:`microseg.astm.grain_summary`, from the tiled run (see the
     module notes)."""
-    from microseg.astm import (
-        _area_bounds,
-        _f,
-        _g_bounds,
-        _mm,
-        _size_stats,
-        confidence_interval,
-        g_from_mean_area,
-        g_from_na,
-        intercepts_from_counts,
-    )
+    from microseg.astm import intercepts_from_counts, planimetric_from_counts, summary_record
 
-    mm = _mm(pixel_size_um)
-    unit_len = (mm * 1000.0) if mm else 1.0
+    mm = pixel_size_um / 1000.0 if pixel_size_um else None
     table = found.table
     h, w = labels.shape
-    n = int(found.n_objects)
     edge = table["touches_border"].to_numpy(bool) if len(table) else np.zeros(0, bool)
     inner = ~edge
     use = inner if inner.any() else np.ones(len(table), bool)
     a_px = table["area_px"].to_numpy(float)[use] if len(table) else np.zeros(0)
-    a_unit = a_px * unit_len**2
-    ecd = np.sqrt(4.0 * a_unit / math.pi)
     corners, corner_n = np.unique(_corner_grains(labels), return_counts=True)
     edge_ids = set(table["label"].to_numpy(int)[edge]) if len(table) else set()
     n_edge = len(edge_ids - set(corners.tolist()))
     n_in = int(inner.sum())
     weighted = n_in + 0.5 * n_edge + 0.25 * float(corner_n.sum())
     px_area = (mm * mm) if mm else 1.0
-    n_a = weighted / (h * w * px_area)
-    g_p = g_from_na(n_a) if (mm and n_a > 0) else None
-    per_tile = np.array([k / (a * px_area) for k, a in tile_counts if a > 0])
-    st_p = confidence_interval(per_tile)
-    g_p_ci = _g_bounds(n_a, st_p.ci95, g_from_na) if mm else (None, None)
+    per_tile = [k / (a * px_area) for k, a in tile_counts if a > 0]
+    plan = planimetric_from_counts(
+        n_in, n_edge, int(corners.size), weighted, h * w, per_tile, pixel_size_um
+    )
     counts, lengths = heyn_line_counts(labels)
     heyn = intercepts_from_counts(counts, [v * (mm if mm else 1.0) for v in lengths], pixel_size_um)
-    st_a = confidence_interval(a_px * (mm * mm if mm else 1.0))
-    g_area = g_from_mean_area(st_a.mean) if (mm and st_a.n) else None
-    return {
-        "n_grains": n,
-        "n_edge_grains": int(edge.sum()),
-        "n_interior_grains": n_in,
-        "unit": "um" if mm else "px",
-        "pixel_size_um": _f(pixel_size_um),
-        **_size_stats(a_unit, ecd),
-        "mean_intercept": _f(heyn.mean_intercept * (1000.0 if mm else 1.0)),
-        "n_intercepts": _f(heyn.n_intercepts),
-        "test_line_length": _f(heyn.total_length * (1000.0 if mm else 1.0)),
-        "n_test_lines": 2 * N_LINES,
-        "planimetric_count": _f(weighted),
-        "n_a": _f(n_a),
-        "n_a_unit": "1/mm2" if mm else "1/px2",
-        "astm_g_planimetric": _f(g_p),
-        "astm_g_planimetric_ci": [_f(v) for v in g_p_ci],
-        "planimetric_rel_accuracy_pct": _f(st_p.rel_accuracy_pct),
-        "astm_g_intercept": _f(heyn.g),
-        "astm_g_intercept_ci": [_f(v) for v in heyn.g_ci],
-        "intercept_rel_accuracy_pct": _f(heyn.fields.rel_accuracy_pct),
-        "astm_g_intercept_circles": None,
-        "astm_g_mean_area": _f(g_area),
-        "astm_g_mean_area_ci": [_f(v) for v in _area_bounds(st_a, mm)],
-        "mean_area_rel_accuracy_pct": _f(st_a.rel_accuracy_pct),
-    }
+    return summary_record(
+        int(found.n_objects), int(edge.sum()), n_in, a_px, plan, heyn, None, N_LINES, pixel_size_um
+    )
 
 
 def grains_tiled(
@@ -210,7 +172,7 @@ def grains_tiled(
     labels_out : array
         ``(Y, X)`` uint32 target (zarr), zero on entry.
     scratch : Path
-        A folder for the boundary probabilities (removed by the caller).
+        A folder for the boundary probabilities, removed before returning.
     options : dict
         :func:`microseg.grains.grain_map` keyword arguments.
 
@@ -233,60 +195,65 @@ def grains_tiled(
     if not 0 <= boundary_index < k:
         raise InputError(f"Boundary class {boundary_index} is not one of the model's {k} classes.")
     h, w = image.shape_yx
-    store = zarr.open_group(scratch, mode="w", zarr_format=2)
-    probs = store.create_array("p", shape=(k, h, w), chunks=(1, 512, 512), dtype=np.float32)
-    classes = store.create_array("c", shape=(h, w), chunks=(512, 512), dtype=np.uint8)
-    predicted = percent_progress(report, image.name + ": predicted {done}/{total} tiles ({pct} %)")
-    predict_tiled(model, image, classes, probs, tile=tile, progress=predicted)
-    bnd = channel_view(probs, boundary_index, image.name, pixel_size_um)
-    ys, xs = central_window(image.shape_yx, CENTRAL_WINDOW)
-    central = bnd.read(ys, xs)[0]
-    opts, margin, central_labels = window_settings(central, options or {})
-    report(
-        f"{image.name}: grain windows with a {margin} px margin, slivers under "
-        f"{opts['min_grain_area_px']} px merged"
-    )
-
-    def find(window: np.ndarray, origin: tuple[int, int]) -> np.ndarray:
-        return grain_map(window[0], **opts)
-
-    def measure(lab: np.ndarray, window: np.ndarray) -> pd.DataFrame:
-        return grain_table(lab, pixel_size_um=pixel_size_um)
-
-    found = objects_tiled(
-        bnd,
-        find,
-        labels_out,
-        tile=tile,
-        margin=margin,
-        measure=measure,
-        edge_labels=fill_boundaries,
-        progress=percent_progress(
-            report, image.name + ": grain map of {done}/{total} tiles ({pct} %)"
-        ),
-    )
-    table = found.table
-    ny, nx = -(-h // tile), -(-w // tile)
-    per = np.zeros((ny, nx), np.int64)
-    if len(table):
-        ty = np.clip((table["y"].to_numpy() // tile).astype(int), 0, ny - 1)
-        tx = np.clip((table["x"].to_numpy() // tile).astype(int), 0, nx - 1)
-        np.add.at(per, (ty, tx), 1)
-    tile_counts = [
-        (
-            int(per[iy, ix]),
-            (min(h, (iy + 1) * tile) - iy * tile) * (min(w, (ix + 1) * tile) - ix * tile),
+    try:
+        store = zarr.open_group(scratch, mode="w", zarr_format=2)
+        probs = store.create_array("p", shape=(k, h, w), chunks=(1, 512, 512), dtype=np.float32)
+        classes = store.create_array("c", shape=(h, w), chunks=(512, 512), dtype=np.uint8)
+        predicted = percent_progress(
+            report, image.name + ": predicted {done}/{total} tiles ({pct} %)"
         )
-        for iy in range(ny)
-        for ix in range(nx)
-    ]
-    summary = tiled_summary(found, labels_out, tile_counts, pixel_size_um)
-    settings = {
-        **opts,
-        "tile": tile,
-        "margin_px": margin,
-        "cut_by_margin": found.cut,
-        "windows": found.windows,
-    }
+        predict_tiled(model, image, classes, probs, tile=tile, progress=predicted)
+        bnd = channel_view(probs, boundary_index, image.name, pixel_size_um)
+        ys, xs = central_window(image.shape_yx, CENTRAL_WINDOW)
+        central = bnd.read(ys, xs)[0]
+        opts, margin, central_labels = window_settings(central, options or {})
+        report(
+            f"{image.name}: grain windows with a {margin} px margin, slivers under "
+            f"{opts['min_grain_area_px']} px merged"
+        )
+
+        def find(window: np.ndarray, origin: tuple[int, int]) -> np.ndarray:
+            return grain_map(window[0], **opts)
+
+        def measure(lab: np.ndarray, window: np.ndarray) -> pd.DataFrame:
+            return grain_table(lab, pixel_size_um=pixel_size_um)
+
+        found = objects_tiled(
+            bnd,
+            find,
+            labels_out,
+            tile=tile,
+            margin=margin,
+            measure=measure,
+            edge_labels=fill_boundaries,
+            progress=percent_progress(
+                report, image.name + ": grain map of {done}/{total} tiles ({pct} %)"
+            ),
+        )
+        table = found.table
+        ny, nx = -(-h // tile), -(-w // tile)
+        per = np.zeros((ny, nx), np.int64)
+        if len(table):
+            ty = np.clip((table["y"].to_numpy() // tile).astype(int), 0, ny - 1)
+            tx = np.clip((table["x"].to_numpy() // tile).astype(int), 0, nx - 1)
+            np.add.at(per, (ty, tx), 1)
+        tile_counts = [
+            (
+                int(per[iy, ix]),
+                (min(h, (iy + 1) * tile) - iy * tile) * (min(w, (ix + 1) * tile) - ix * tile),
+            )
+            for iy in range(ny)
+            for ix in range(nx)
+        ]
+        summary = tiled_summary(found, labels_out, tile_counts, pixel_size_um)
+        settings = {
+            **opts,
+            "tile": tile,
+            "margin_px": margin,
+            "cut_by_margin": found.cut,
+            "windows": found.windows,
+        }
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     centre = {"labels": central_labels, "proba": central, "image": image.read(ys, xs)}
     return found, summary, settings, centre

@@ -209,7 +209,7 @@ def cmd_grains(args: argparse.Namespace, progress: Callable[[str], None]) -> dic
         where_measured = region.record(region_source, image.shape_yx)
         prov = model_provenance(args.model, model, input=str(path), pixel_size_um=ps,
                                 pixel_size_source="--pixel-size" if args.pixel_size is not None
-                                else (_file_source(image) if ps else None),
+                                else (_file_source(image.metadata) if ps else None),
                                 grain_map={"function": "microseg.grains.grain_map", **options},
                                 test_time_augmentation=augment,
                                 region=where_measured)  # fmt: skip
@@ -274,12 +274,10 @@ def grains_tiled_file(
     ``<stem>.ome.zarr`` (the image and ``labels/grains``). The quality verdict is
     taken on the central window; no GeoJSON is written. Returns the result entry
     and the specimen field."""
-    import shutil
-
     from microseg.astm import grain_summary
     from microseg.exports import write_table_csv
     from microseg.io import jsonable, write_tiled_tiff
-    from microseg.omezarr import OmeZarrWriter
+    from microseg.omezarr import result_store
     from microseg.quality import VERDICT_TEXT, grain_quality, model_unfamiliarity
     from microseg.regions import describe, open_regions
     from microseg.tiled_grains import grains_tiled
@@ -292,31 +290,21 @@ def grains_tiled_file(
     progress(describe(image))
     ps = _pixel_size(args.pixel_size, image.pixel_size_um)
     keep = bool(getattr(args, "ome_zarr", False))
-    target = out_dir / (f"{stem}.ome.zarr" if keep else f".{stem}.partial.ome.zarr")
-    scratch = out_dir / f".{stem}.probabilities.zarr"
-    writer = OmeZarrWriter(
-        target,
-        image.shape_yx,
-        image.n_channels,
-        image.dtype,
-        label_name="grains",
-        label_dtype=np.uint32,
-    )
     tile = int(getattr(args, "tile", None) or 1024)
     written: dict[str, Any] = {"input": str(path)}
-    try:
+    kw = {"label_name": "grains", "label_dtype": np.uint32}
+    with result_store(out_dir, stem, keep, image, **kw) as writer:
         found, summary, settings, centre = grains_tiled(
             model,
             image,
             bidx,
             writer.classes,
-            scratch,
+            out_dir / f".{stem}.probabilities.zarr",
             ps,
             options=options,
             tile=tile,
             progress=progress,
         )
-        source = image.metadata.get("format")
         prov = model_provenance(
             args.model,
             model,
@@ -324,7 +312,7 @@ def grains_tiled_file(
             pixel_size_um=ps,
             pixel_size_source="--pixel-size"
             if args.pixel_size is not None
-            else (f"file ({source})" if ps else None),
+            else (_file_source(image.metadata) if ps else None),
             grain_map={"function": "microseg.grains.grain_map", **settings},
             tiled=True,
             region=None,
@@ -333,23 +321,19 @@ def grains_tiled_file(
             progress(f"{path.name}: writing the OME-Zarr pyramid ...")
             writer.copy_image(image)
             writer.finish([], [], ps, stem, prov)
-            written["ome_zarr"] = str(target)
+            written["ome_zarr"] = str(writer.path)
         written["grains"] = str(
             write_tiled_tiff(out_dir / f"{stem}_grains.tif", writer.classes, "YX", ps, prov)
         )
-        centre_frame = centre["image"][0] if centre["image"].shape[0] == 1 else centre["image"]
-        centre_summary = grain_summary(centre["labels"], pixel_size_um=ps)
-        quality = grain_quality(
-            centre["labels"],
-            centre_summary,
-            centre["proba"],
-            ps,
-            unfamiliarity=model_unfamiliarity(model, centre_frame),
-        )
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-        if not keep:
-            shutil.rmtree(target, ignore_errors=True)
+    centre_frame = centre["image"][0] if centre["image"].shape[0] == 1 else centre["image"]
+    centre_summary = grain_summary(centre["labels"], pixel_size_um=ps)
+    quality = grain_quality(
+        centre["labels"],
+        centre_summary,
+        centre["proba"],
+        ps,
+        unfamiliarity=model_unfamiliarity(model, centre_frame),
+    )
     table = found.table
     cpath, _ = write_table_csv(table, out_dir / f"{stem}_grains.csv", prov)
     written["table"] = str(cpath)
@@ -384,9 +368,9 @@ def grains_tiled_file(
     return entry, (path.name, summary, table, ps)
 
 
-def _file_source(image: MicroImage) -> str:
+def _file_source(metadata: dict) -> str:
     """``file`` and the metadata the pixel size was read from, e.g. ``file (FEI SEM)``."""
-    src = (image.metadata or {}).get("pixel_size_source")
+    src = (metadata or {}).get("pixel_size_source")
     return f"file ({src})" if src else "file"
 
 

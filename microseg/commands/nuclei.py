@@ -266,13 +266,11 @@ def process_file_tiled(
     uint32), the object and frame tables, the summary and, with ``ome_zarr``,
     ``<stem>.ome.zarr`` (the image and ``labels/nuclei``). The quality verdict is
     taken on the central window; no GeoJSON is written."""
-    import shutil
-
     from microseg.commands.predict import model_provenance
     from microseg.exports import write_table_csv
     from microseg.io import image_stem, output_folder, write_tiled_tiff
     from microseg.nuclei import CENTRAL_WINDOW, frame_table, segment_tiled
-    from microseg.omezarr import OmeZarrWriter
+    from microseg.omezarr import result_store
     from microseg.regions import central_window, describe, open_regions
     from microseg.tiled import percent_progress
 
@@ -293,19 +291,11 @@ def process_file_tiled(
     )
     stem = stem or image_stem(path)
     out_dir = output_folder(out_dir)
-    target = out_dir / (f"{stem}.ome.zarr" if ome_zarr else f".{stem}.partial.ome.zarr")
-    writer = OmeZarrWriter(
-        target,
-        image.shape_yx,
-        image.n_channels,
-        image.dtype,
-        label_name="nuclei",
-        label_dtype=np.uint32,
-    )
     windows_done = percent_progress(report, path.name + ": {done}/{total} windows ({pct} %)")
 
     written: dict[str, str] = {}
-    try:
+    kw = {"label_name": "nuclei", "label_dtype": np.uint32}
+    with result_store(out_dir, stem, ome_zarr, image, **kw) as writer:
         found, settings = segment_tiled(
             image, segmenter, writer.classes, ps, tile=int(tile or 1024), progress=windows_done
         )
@@ -324,7 +314,7 @@ def process_file_tiled(
             report(f"{path.name}: writing the OME-Zarr pyramid ...")
             writer.copy_image(image)
             writer.finish([], [], ps, stem, lab_prov)
-            written["ome_zarr"] = str(target)
+            written["ome_zarr"] = str(writer.path)
         written["labels"] = str(
             write_tiled_tiff(out_dir / f"{stem}_labels.tif", writer.classes, "YX", ps, lab_prov)
         )
@@ -333,9 +323,6 @@ def process_file_tiled(
         centre = image.read(ys, xs)
         centre = centre[0] if centre.shape[0] == 1 else centre
         quality = _central_quality(np.asarray(writer.classes[ys, xs]), centre, segmenter, ps)
-    finally:
-        if not ome_zarr:
-            shutil.rmtree(target, ignore_errors=True)
     table = found.table if len(found.table) else empty_objects()
     csv_prov = dict(prov, units={"y, x": "pixel", "area_px": "pixel²", "area_um2": "µm²"})
     written["objects"] = str(write_table_csv(table, out_dir / f"{stem}_objects.csv", csv_prov)[0])

@@ -176,10 +176,8 @@ def predict_streamed(
 ) -> dict[str, Any]:
     """Predict one single-plane image tile by tile; the outputs of :func:`cmd_predict`
     (as tiled BigTIFFs) and, with ``--ome-zarr``, ``<stem>.ome.zarr``."""
-    import shutil
-
     from microseg.io import write_tiled_tiff
-    from microseg.omezarr import OmeZarrWriter
+    from microseg.omezarr import result_store
     from microseg.regions import describe, open_regions
     from microseg.tasks import class_colours
     from microseg.tiled import TILE, percent_progress, predict_tiled
@@ -187,17 +185,10 @@ def predict_streamed(
     image = open_regions(path)
     progress(describe(image))
     keep_zarr = bool(getattr(args, "ome_zarr", False))
-    target = out_dir / (f"{stem}.ome.zarr" if keep_zarr else f".{stem}.partial.ome.zarr")
     k = len(model.classes)
     tile = int(getattr(args, "tile", None) or TILE)
-    writer = OmeZarrWriter(
-        target,
-        image.shape_yx,
-        image.n_channels,
-        image.dtype,
-        n_classes=k if args.probabilities else None,
-    )
-    try:
+    n_probs = k if args.probabilities else None
+    with result_store(out_dir, stem, keep_zarr, image, n_classes=n_probs) as writer:
         progress(f"{path.name}: percentiles of the whole image ...")
         reference = image.percentile_sample()
         tiles_done = percent_progress(
@@ -214,6 +205,7 @@ def predict_streamed(
                 path,
                 writer.classes_path,
                 writer.probabilities_path,
+                model=model,
                 tile=tile,
                 reference=reference,
                 progress=tiles_done,
@@ -243,7 +235,7 @@ def predict_streamed(
             writer.copy_image(image)
             colors = class_colours(model.task, model.classes)
             writer.finish(model.classes, colors, image.pixel_size_um, stem, prov)
-            entry["ome_zarr"] = str(target)
+            entry["ome_zarr"] = str(writer.path)
         cpath = write_tiled_tiff(
             out_dir / f"{stem}_classes.tif", writer.classes, "YX", image.pixel_size_um, prov
         )
@@ -257,9 +249,6 @@ def predict_streamed(
                 prov,
             )
             entry["probabilities"] = str(ppath)
-    finally:
-        if not keep_zarr:
-            shutil.rmtree(target, ignore_errors=True)
     total = max(1, int(counts.sum()))
     entry["area_fractions"] = {
         name: round(float(c) / total, 6) for name, c in zip(model.classes, counts, strict=True)
