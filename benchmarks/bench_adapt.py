@@ -50,6 +50,7 @@ from microseg.metrics import boundary_f1  # noqa: E402
 DATA = acc.DATA
 WINDOW_PX = 32
 GRAIN_CLASSES = ["grain interior", "grain boundary"]
+CONFIG: dict[str, Any] = {}  # TrainConfig fields changed from the app's (--set), to measure
 
 
 # ------------------------------------------------------------------ cases
@@ -100,7 +101,7 @@ def finetune(init, image: np.ndarray, targets: np.ndarray, seconds: float, marks
     """The app's fine-tuning (``TrainConfig`` defaults) with snapshots at ``marks``."""
     from microseg.deep import TrainConfig, Trainer
 
-    trainer = Trainer([image], [targets], TrainConfig(seconds=seconds, preview_every=1e9),
+    trainer = Trainer([image], [targets], TrainConfig(seconds=seconds, preview_every=1e9, **CONFIG),
                       init=init, task=init.task, classes=list(init.classes))  # fmt: skip
     snaps: dict[float, Any] = {}
     pending = sorted(marks)
@@ -158,7 +159,7 @@ def bench_grains_case(case: acc.Case, init, seconds: float, fractions: Sequence[
         key = f"+corr {100 * frac:g} %"
         rows[key] = grain_scores(case, acc.boundary_proba(model, case.image), gt)
         log(f"  {case.name}: {key}: {int((corr > 0).sum())} corrected px, {tr.step} steps, "
-            f"F1 {rows[key]['f1']:.3f}")  # fmt: skip
+            f"teacher {tr.teacher}, best step {tr.best_step}, F1 {rows[key]['f1']:.3f}")  # fmt: skip
     return rows
 
 
@@ -252,8 +253,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--images", default="", help="only these grain images (e.g. ti64_sem)")
     ap.add_argument("--gowt1-frames", default="021")
     ap.add_argument("--crop", type=int, default=0, help="crop every image (smoke runs)")
+    ap.add_argument("--set", action="append", default=[], metavar="FIELD=JSON",
+                    help="a TrainConfig field other than the app's, e.g. teacher='\"none\"'")  # fmt: skip
     a = ap.parse_args(argv)
     t_start = time.perf_counter()
+    import json
+
+    for item in a.set:
+        field, _, value = item.partition("=")
+        CONFIG[field] = json.loads(value)
 
     def log(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)
@@ -263,7 +271,8 @@ def main(argv: list[str] | None = None) -> int:
     out = [f"$ python benchmarks/bench_adapt.py {' '.join(argv if argv is not None else sys.argv[1:])}",
            f"Adaptation to left-out image kinds (issue 16); python {platform.python_version()}, "
            f"{os.cpu_count()} CPUs; code: microseg/deep/train.py sha256 {acc.TRAIN_CODE[:12]}",
-           f"fine-tuning: TrainConfig defaults (the app's), {a.seconds:g} s on the strokes, "
+           f"fine-tuning: TrainConfig defaults (the app's){', but ' + str(CONFIG) if CONFIG else ''}, "
+           f"{a.seconds:g} s on the strokes, "
            f"{a.corr_seconds:g} s on strokes + corrections", ""]  # fmt: skip
     for s in a.sections.split(","):
         if s == "grains":

@@ -156,8 +156,9 @@ def load_init(weights: str | None):  # noqa: ANN201
 
 def finetune_config(seconds: float, seed: int = 0):  # noqa: ANN201
     """The fine-tuning recipe: :class:`TrainConfig`'s defaults for a model given as ``init``
-    (pseudo-labels from a random forest on the strokes, best model by held-out strokes
-    with the initial model as a candidate)."""
+    (pseudo-labels from a random forest on the strokes where it clearly beats the initial
+    model on held-out strokes; class weights corrected for the strokes' class shares;
+    best model by held-out strokes with the initial model as a candidate)."""
     from microseg.deep import TrainConfig
 
     return TrainConfig(seconds=seconds, seed=seed, preview_every=1e9)

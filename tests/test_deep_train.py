@@ -12,7 +12,7 @@ from skimage.draw import disk
 
 from microseg.deep import TrainConfig, TrainingJob, UNetSegmenter, targets_from_masks, train_unet
 from microseg.deep.losses import balanced_class_weights, cl_dice_loss, masked_cross_entropy
-from microseg.deep.train import Trainer, macro_f1, split_strokes
+from microseg.deep.train import Trainer, macro_f1, split_strokes, stroke_prior_weights
 from microseg.errors import InputError
 
 SMALL = {"depth": 3, "base": 8}
@@ -153,6 +153,42 @@ def test_split_strokes_holds_out_components():
     assert split_strokes([t[:10]], 0.2, seed=0) is None
 
 
+def test_stroke_prior_weights_restore_the_image_class_balance():
+    # strokes: half boundary, half interior; the image: one pixel in ten is boundary
+    strokes = np.zeros((10, 20), np.uint8)
+    strokes[0, :10], strokes[1, :10] = 1, 2
+    proba = np.zeros((2, 10, 20), np.float32)
+    proba[0], proba[1, ::10] = 0.8, 1.0  # argmax: boundary on row 0 of 10
+    image_share = np.bincount(np.argmax(proba, 0).ravel(), minlength=2) / proba[0].size
+    w = stroke_prior_weights([strokes], [proba], [1.0, 1.0])
+    want = image_share / 0.5
+    np.testing.assert_allclose(w, want / want.mean(), rtol=1e-6)
+    # the weighted stroke loss then weighs the classes as the image holds them
+    mass = w * np.array([10, 10])
+    np.testing.assert_allclose(mass / mass.sum(), image_share, rtol=1e-6)
+    # the model's own weights carry over; pseudo-labels (values above K) do not count
+    w2 = stroke_prior_weights([np.where(strokes == 0, 3, strokes)], [proba], [0.5, 2.0])
+    np.testing.assert_allclose(w2 / w2[0], [1.0, 4.0 * w[1] / w[0]], rtol=1e-6)
+    # a class the strokes do not hold keeps its weight; the cap holds
+    w3 = stroke_prior_weights([np.where(strokes == 2, 0, strokes)], [proba], [1.0, 1.0])
+    np.testing.assert_allclose(w3, [1.0, 1.0])
+    w4 = stroke_prior_weights([strokes], [proba], [1.0, 1.0], max_ratio=2.0)
+    assert w4.max() / w4.min() == pytest.approx(2.0)
+
+
+def test_finetuning_on_strokes_weighs_classes_by_their_share_of_the_image():
+    img, lab, base = _base_model()
+    strokes = _strokes(targets_from_masks(lab, "nuclei"), 0.03, 5)
+    cfg = TrainConfig(seconds=1e9, max_steps=1, batch=4, crop=64, teacher="none")
+    trainer = Trainer([img], [strokes], cfg, init=base)
+    assert cfg.class_weights == "auto"
+    base_w = base.metadata["training"]["class_weights"]
+    want = stroke_prior_weights(trainer.data.y, [base.predict_proba(img)], base_w)
+    np.testing.assert_allclose(trainer.class_weights, want, rtol=1e-4)
+    scratch = Trainer([img], [strokes], dataclasses.replace(cfg, arch=SMALL), task="nuclei")
+    np.testing.assert_allclose(scratch.class_weights, balanced_class_weights(scratch.data.y, 3))
+
+
 def test_training_converges_on_tiny_image():
     img, lab = _blobs(0)
     target = targets_from_masks(lab, "nuclei")
@@ -251,6 +287,29 @@ def test_finetuning_replaces_a_model_the_strokes_say_is_wrong():
     assert not tr["kept_initial"] and tr["best_val_score"] > tr["initial_val_score"]
     after = macro_f1(tuned.predict_classes(test_img), truth, 3)
     assert after > before + 0.1, (before, after)  # better on an image it did not train on
+
+
+def test_forest_teaches_only_when_it_beats_the_starting_model_by_the_margin(monkeypatch):
+    # a forest as good as the starting model on the held-out strokes teaches nothing:
+    # its pseudo-labels would pull a good model towards its errors elsewhere
+    import microseg.deep.train as train_mod
+
+    img, lab, base = _base_model()
+    strokes = _strokes(targets_from_masks(lab, "nuclei"), 0.03, 5)
+    start = base.predict_proba(img)
+    monkeypatch.setattr(train_mod, "_classical_teacher", lambda *a: [start.copy()])
+    cfg = TrainConfig(seconds=1e9, max_steps=1, batch=4, crop=64)
+    tied = Trainer([img], [strokes], cfg, init=base)
+    assert cfg.teacher == "classical" and tied.teacher == "none" and tied.pseudo_labelled == 0
+    assert tied.teacher_val_score == pytest.approx(tied._initial_score, abs=1e-6)
+    # a forest that is right on every held-out stroke where the model is not does teach
+    truth = targets_from_masks(lab, "nuclei")
+    sure = np.moveaxis(np.eye(3, dtype=np.float32)[truth - 1], -1, 0)
+    monkeypatch.setattr(train_mod, "_classical_teacher", lambda *a: [sure])
+    better = Trainer([img], [strokes], cfg, init=base)
+    gain = better.teacher_val_score - better._initial_score
+    assert better.teacher_val_score == pytest.approx(1.0) and gain > better.replace_margin
+    assert better.teacher == "random forest on the strokes" and better.pseudo_labelled > 0
 
 
 def test_anchor_weight_mixes_agreement_with_the_initial_map():

@@ -86,9 +86,10 @@ class TrainConfig:
     teacher : str
         Where the pseudo-labels on unlabelled pixels come from: ``"classical"`` (a
         random forest fitted on the training strokes, see
-        :class:`~microseg.classical.RandomForestSegmenter`), ``"initial"`` (the model
-        being fine-tuned: learning without forgetting) or ``"none"``. Dense masks
-        get none.
+        :class:`~microseg.classical.RandomForestSegmenter`; when fine-tuning, only if
+        it beats the starting model on the held-out strokes by more than
+        :func:`replace_margin`, else none), ``"initial"`` (the model being fine-tuned:
+        learning without forgetting) or ``"none"``. Dense masks get none.
     distill : float or None
         Weight of the loss on the teacher's pseudo-labels; ``None``: 0.5 on sparse
         strokes. 0 turns the teacher off.
@@ -104,7 +105,10 @@ class TrainConfig:
         probability is at least this (0: the whole map).
     class_weights : str or list of float
         ``"balanced"`` (inverse square-root frequency), ``"model"`` (the weights the
-        initial model was trained with, else balanced), ``"none"`` or explicit weights.
+        initial model was trained with, else balanced), ``"prior"`` (the model's
+        weights corrected for how much more often the strokes hold each class than the
+        image does, see :func:`stroke_prior_weights`), ``"auto"`` (``"prior"`` when
+        fine-tuning on sparse strokes, else balanced), ``"none"`` or explicit weights.
     topology_weight : float
         Weight of a clDice loss (:func:`~microseg.deep.losses.cl_dice_loss`) on the thin
         class (a class named "... boundary" or "border") beside the cross-entropy: it
@@ -145,7 +149,7 @@ class TrainConfig:
     distill_confidence: float = 0.9
     anchor_weight: float = 0.0
     anchor_confidence: float = 0.0
-    class_weights: str | list[float] = "balanced"
+    class_weights: str | list[float] = "auto"
     topology_weight: float = 0.0
     val_strokes: float = 0.2
     eval_every: float | None = None
@@ -330,6 +334,55 @@ def _classical_teacher(
     return [p[:k] for p in probas]
 
 
+def stroke_prior_weights(
+    targets: Sequence[np.ndarray],
+    probas: Sequence[np.ndarray],
+    base_weights: Sequence[float],
+    max_ratio: float = 20.0,
+) -> np.ndarray:
+    """Class weights that make a loss on strokes weigh the classes as a loss on the
+    whole image would.
+
+    Strokes hold the classes in other proportions than the image: a user paints a
+    thin boundary about as much as the grain interiors beside it. A model fine-tuned
+    on them with the weights it was trained with learns a prior the image does not
+    have (boundaries grow thick). Each class's weight is multiplied by its share of the
+    image (the starting model's map of the training images) over its share of the
+    stroke pixels, the correction for label shift.
+
+    Parameters
+    ----------
+    targets : sequence of ndarray
+        Stroke targets (0 unlabelled, k = class k; values above K are ignored).
+    probas : sequence of ndarray
+        ``(K, Y, X)`` class probabilities of the same images.
+    base_weights : sequence of float
+        The weights the classes would have on dense labels (``K`` values).
+    max_ratio : float
+        Cap on the largest/smallest weight.
+
+    Returns
+    -------
+    ndarray
+        ``(K,)`` float32 weights, mean 1 over the classes the strokes hold.
+    """
+    base = np.asarray(base_weights, np.float64)
+    k = base.size
+    strokes = np.zeros(k)
+    image = np.zeros(k)
+    for t, p in zip(targets, probas, strict=True):
+        c = np.bincount(np.asarray(t).ravel().astype(np.int64), minlength=2 * k + 1)
+        strokes += c[1 : k + 1]
+        image += np.bincount(np.argmax(p, 0).ravel(), minlength=k)[:k]
+    w = base.copy()
+    held = (strokes > 0) & (image > 0)
+    if held.any():
+        w[held] *= (image[held] / image[held].sum()) / (strokes[held] / strokes[held].sum())
+        w[held] = np.clip(w[held], w[held].max() / max_ratio, None)
+        w /= w[held].mean()
+    return w.astype(np.float32)
+
+
 def prepare_image(image: np.ndarray, in_channels: int | None = None) -> np.ndarray:
     """Percentile-normalised float32 ``(C, Y, X)``, channels matched to ``in_channels``."""
     arr = np.asarray(image)
@@ -438,6 +491,7 @@ class Trainer:
             self.base_meta = {}
         self.base_meta.update(metadata or {})
         self.net = net.to(self.device)
+        self.freeze_norm = bool(cfg.freeze_norm)
         k = len(self.classes)
         in_ch = self.net.config.in_channels
         for t in targets:
@@ -465,13 +519,20 @@ class Trainer:
         self.replay = _Data(replay[0], replay[1], in_ch) if replay is not None else None
         # class weights
         cw = cfg.class_weights
-        if (
-            cw == "model"
-            and init is not None
-            and init.metadata.get("training", {}).get("class_weights")
-        ):
-            w = np.asarray(init.metadata["training"]["class_weights"], np.float32)
-        elif cw in ("balanced", "model"):
+        init_w = None if init is None else init.metadata.get("training", {}).get("class_weights")
+        if init_w is not None and np.asarray(init_w).shape != (k,):
+            init_w = None
+        self._initial_probas: list[np.ndarray] | None = None
+        if cw == "auto":
+            cw = "prior" if self.finetune and not self.data.dense else "balanced"
+        pseudo_w = None  # pseudo-labels cover the image as it is: no stroke correction
+        if cw == "prior" and self.finetune:
+            base_w = init_w if init_w is not None else balanced_class_weights(self.data.y, k)
+            w = stroke_prior_weights(self.data.y, self.initial_probas(), base_w)
+            pseudo_w = np.asarray(base_w, np.float32)
+        elif cw == "model" and init_w is not None:
+            w = np.asarray(init_w, np.float32)
+        elif cw in ("balanced", "model", "prior"):
             w = balanced_class_weights(self.data.y, k)
         elif cw == "none":
             w = np.ones(k, np.float32)
@@ -481,9 +542,11 @@ class Trainer:
             raise InputError(f"Give {k} class weights, got {w.size}.")
         self.class_weights = w
         self.weight_t = torch.from_numpy(w).to(self.device)
+        self.pseudo_weight_t = (
+            self.weight_t if pseudo_w is None else torch.from_numpy(pseudo_w).to(self.device)
+        )
         # optimiser
         self.lr = cfg.lr if cfg.lr is not None else (3e-4 if self.finetune else 2e-3)
-        self.freeze_norm = bool(cfg.freeze_norm)
         enc = {id(p) for p in self.net.encoder_parameters()} if cfg.freeze_encoder else set()
         for p in self.net.parameters():
             p.requires_grad_(id(p) not in enc)
@@ -503,7 +566,7 @@ class Trainer:
         self.pseudo_labelled = 0
         if self.distill > 0 and sparse and cfg.teacher != "none":
             if cfg.teacher == "initial" and self.finetune:
-                self._add_pseudo_labels(k, [self._predict(x) for x in self.data.x])
+                self._add_pseudo_labels(k, self.initial_probas())
                 self.teacher = "initial model"
             elif cfg.teacher == "classical":
                 proba = _classical_teacher(images, tr_targets, self.task, k, cfg.seed)
@@ -529,6 +592,13 @@ class Trainer:
         self._since_best = 0
 
     # -------------------------------------------------------------- helpers
+    def initial_probas(self) -> list[np.ndarray]:
+        """The starting model's class probabilities on the training images (computed
+        once, before any step)."""
+        if self._initial_probas is None:
+            self._initial_probas = [self._predict(x) for x in self.data.x]
+        return self._initial_probas
+
     def _add_pseudo_labels(self, k: int, probas: Sequence[np.ndarray]) -> None:
         """Unlabelled pixels get the teacher's confident class, stored as k + class."""
         for i, p in enumerate(probas):
@@ -541,9 +611,10 @@ class Trainer:
             self.pseudo_labelled += int(keep.sum())
 
     def _teacher_helps(self, proba: Sequence[np.ndarray], val_index: list[int], k: int) -> bool:
-        """Whether the random forest's labels can teach the model being fine-tuned: not
-        when the starting model already scores higher on the held-out strokes (its
-        pseudo-labels would pull a good model towards the forest's errors)."""
+        """Whether the random forest's labels can teach the model being fine-tuned: only
+        when it scores higher than the starting model on the held-out strokes by more
+        than :func:`replace_margin` (the forest fits strokes like the held-out ones
+        well; its pseudo-labels would pull a good model towards its errors elsewhere)."""
         if not self.finetune or self.val is None or not val_index:
             return True
         preds = [(np.argmax(proba[i], 0) + 1).ravel() for i in val_index]
@@ -551,7 +622,7 @@ class Trainer:
         teacher = macro_f1(np.concatenate(preds), np.concatenate(tgts), k)
         self.teacher_val_score = teacher
         self._initial_score = float(self.validate())  # the starting model's, kept for run()
-        return teacher >= self._initial_score
+        return teacher > self._initial_score + replace_margin(self.val[1])
 
     def _thin_class(self) -> int | None:
         """Index of the thin class (boundary or border) the topology loss is on."""
@@ -568,7 +639,7 @@ class Trainer:
             own = torch.where(y <= k, y, torch.zeros_like(y))
             pseudo = torch.where(y > k, y - k, torch.zeros_like(y))
             loss = masked_cross_entropy(logits, own, self.weight_t)
-            loss = loss + self.distill * masked_cross_entropy(logits, pseudo, self.weight_t)
+            loss = loss + self.distill * masked_cross_entropy(logits, pseudo, self.pseudo_weight_t)
         thin = self._thin_class()
         if self.config.topology_weight > 0 and thin is not None:
             prob = torch.softmax(logits, dim=1)[:, thin]
