@@ -33,7 +33,7 @@ from microseg.metrics import boundary_f1  # noqa: E402
 MARGINS = (0.1, 0.05, 0.02, 0.0)
 
 
-def trajectory(init, case: acc.Case, seconds: float, teacher: str = "classical") -> dict:  # noqa: ANN001
+def trajectory(init, case: acc.Case, seconds: float, **config: object) -> dict:  # noqa: ANN001
     """(step, held-out score, boundary F1 of the pixels, boundary F1 of the grain map) at
     every validation of the app's fine-tuning."""
     from microseg.deep import TrainConfig
@@ -55,9 +55,10 @@ def trajectory(init, case: acc.Case, seconds: float, teacher: str = "classical")
                 rec.append((step, float(score), float(f1), float(f1_map)))
             return score
 
-    cfg = TrainConfig(seconds=seconds, preview_every=1e9, teacher=teacher)
-    tr = Recording([case.image], [case.strokes], cfg, init=init, task=init.task,
-                   classes=list(init.classes))  # fmt: skip
+    cfg = TrainConfig(seconds=seconds, preview_every=1e9, **config)
+    tr = Recording(
+        [case.image], [case.strokes], cfg, init=init, task=init.task, classes=list(init.classes)
+    )
     tr.run()
     return {"rec": rec, "margin": tr.replace_margin, "teacher": tr.teacher}
 
@@ -87,7 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--weights", default=None, help="a grains U-Net file instead of builtin:grains")
     ap.add_argument("--images", default="ti64_sem,nist_steel,18-0-0,18-256-256,18-256-768")
     ap.add_argument("--seconds", type=float, default=120.0)
-    ap.add_argument("--teacher", default="classical", help="TrainConfig.teacher (the app's)")
+    ap.add_argument("--set", action="append", default=[], metavar="FIELD=JSON",
+                    help="a TrainConfig field other than the app's (as bench_adapt.py --set)")  # fmt: skip
     ap.add_argument("--crop", type=int, default=0, help="crop every image (smoke runs)")
     ap.add_argument("--out", type=Path)
     a = ap.parse_args(argv)
@@ -105,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
             case = acc.nist_case(a.crop or None)
         else:
             case = acc.tbm_case(name, a.crop or None)
-        t = trajectory(init, case, a.seconds, a.teacher)
+        t = trajectory(init, case, a.seconds, **ba.config_overrides(a.set))
         rec = t["rec"]
         if not rec:
             out.append(f"{name:<12}  too few strokes to hold some out: no acceptance test")

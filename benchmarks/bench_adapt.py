@@ -30,6 +30,7 @@ Strokes: the supplied ``../shared/data/strokes`` where there are some; for Ti-6A
 from __future__ import annotations
 
 import argparse
+import json
 import platform
 import sys
 import time
@@ -51,6 +52,15 @@ DATA = acc.DATA
 WINDOW_PX = 32
 GRAIN_CLASSES = ["grain interior", "grain boundary"]
 CONFIG: dict[str, Any] = {}  # TrainConfig fields changed from the app's (--set), to measure
+
+
+def config_overrides(items: Sequence[str]) -> dict[str, Any]:
+    """``FIELD=JSON`` items (``--set``) as :class:`TrainConfig` fields."""
+    out = {}
+    for item in items:
+        field, _, value = item.partition("=")
+        out[field] = json.loads(value)
+    return out
 
 
 # ------------------------------------------------------------------ cases
@@ -257,11 +267,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="a TrainConfig field other than the app's, e.g. teacher='\"none\"'")  # fmt: skip
     a = ap.parse_args(argv)
     t_start = time.perf_counter()
-    import json
-
-    for item in a.set:
-        field, _, value = item.partition("=")
-        CONFIG[field] = json.loads(value)
+    CONFIG.update(config_overrides(a.set))
 
     def log(msg: str) -> None:
         print(msg, file=sys.stderr, flush=True)

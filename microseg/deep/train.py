@@ -564,6 +564,8 @@ class Trainer:
         self._initial_score: float | None = None
         self.anchor: np.ndarray | None = None
         self.pseudo_labelled = 0
+        held_out_strokes = self.finetune and self.val is not None and val_images is None
+        self.replace_margin = replace_margin(self.val[1]) if held_out_strokes else 0.0
         if self.distill > 0 and sparse and cfg.teacher != "none":
             if cfg.teacher == "initial" and self.finetune:
                 self._add_pseudo_labels(k, self.initial_probas())
@@ -575,11 +577,8 @@ class Trainer:
                     self.teacher = "random forest on the strokes"
         if self.teacher == "none":
             self.distill = 0.0
-        self.replace_margin = 0.0
-        if self.finetune and self.val is not None and val_images is None:
-            if cfg.anchor_weight > 0:
-                self.anchor = self._make_anchor()
-            self.replace_margin = replace_margin(self.val[1])
+        if held_out_strokes and cfg.anchor_weight > 0:
+            self.anchor = self._make_anchor()
         # state
         self.step = 0
         self.elapsed = 0.0
@@ -622,7 +621,7 @@ class Trainer:
         teacher = macro_f1(np.concatenate(preds), np.concatenate(tgts), k)
         self.teacher_val_score = teacher
         self._initial_score = float(self.validate())  # the starting model's, kept for run()
-        return teacher > self._initial_score + replace_margin(self.val[1])
+        return teacher > self._initial_score + self.replace_margin
 
     def _thin_class(self) -> int | None:
         """Index of the thin class (boundary or border) the topology loss is on."""
